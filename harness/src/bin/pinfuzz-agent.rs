@@ -1,0 +1,2 @@
+//! The guest agent: `/init` of the pinfuzz guest.
+fn main() {}

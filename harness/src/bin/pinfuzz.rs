@@ -1,0 +1,2 @@
+//! The `pinfuzz` command line.
+fn main() {}

@@ -1,0 +1,11 @@
+//! pinfuzz: differential testing of Linux page pinning.
+//!
+//! Programs ([`op::Program`]) of mmap / touch / GUP / pin / unpin / fork /
+//! THP-split operations run on two backends side by side: the pure model in
+//! the `reference` crate and the real kernel (through the helper module in
+//! `kmod/`, usually inside a QEMU guest). After every step both report an
+//! [`obs::StepObs`]; the oracle compares them.
+#![deny(missing_docs)]
+
+pub mod obs;
+pub mod op;

@@ -1,0 +1,60 @@
+//! Kernel profiles: the differences between kernel versions the model knows,
+//! as data.
+//!
+//! One model serves every kernel; a [`Profile`] switches the rules that
+//! changed between releases. Add a kernel by adding a constant here, not by
+//! copying code.
+
+/// The rules of one kernel version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Profile {
+    /// Short name used in program headers and reports (`"6.12"`).
+    pub name: &'static str,
+    /// Major and minor version.
+    pub version: (u32, u32),
+    /// Smallest folio order with an exact `_pincount`; smaller folios use
+    /// GUP_PIN_COUNTING_BIAS. 1 since 5.18 (`include/linux/mm.h:
+    /// folio_has_pincount`), 2 before.
+    pub pincount_min_order: u8,
+    /// R/O FOLL_LONGTERM pins of non-anon pages in COW mappings unshare
+    /// (`mm/internal.h: gup_must_unshare`, non-anon branch; not in 6.1).
+    pub unshare_non_anon_longterm: bool,
+}
+
+impl Profile {
+    /// Linux 6.12 as shipped by Debian (linux-image-6.12.*+deb12).
+    pub const LINUX_6_12: Profile = Profile {
+        name: "6.12",
+        version: (6, 12),
+        pincount_min_order: 1,
+        unshare_non_anon_longterm: true,
+    };
+
+    /// Linux 6.1 as shipped by Debian (linux-image-6.1.0-*).
+    pub const LINUX_6_1: Profile = Profile {
+        name: "6.1",
+        version: (6, 1),
+        pincount_min_order: 1,
+        unshare_non_anon_longterm: false,
+    };
+
+    /// Every profile, newest first.
+    pub const ALL: [Profile; 2] = [Profile::LINUX_6_12, Profile::LINUX_6_1];
+
+    /// The profile for a short name (`"6.12"`) or a full kernel release
+    /// (`"6.12.117+deb12-amd64"`): the first profile whose major.minor matches.
+    pub fn find(name: &str) -> Option<Profile> {
+        let mut parts = name.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse::<u32>().ok()?;
+        let minor = parts.next()?.parse::<u32>().ok()?;
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.version == (major, minor))
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Profile {
+        Profile::LINUX_6_12
+    }
+}

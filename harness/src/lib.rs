@@ -7,5 +7,6 @@
 //! [`obs::StepObs`]; the oracle compares them.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod obs;
 pub mod op;

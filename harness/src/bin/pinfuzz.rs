@@ -1,2 +1,6 @@
-//! The `pinfuzz` command line.
-fn main() {}
+//! The `pinfuzz` command line: see `harness::cli`.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    harness::cli::main()
+}

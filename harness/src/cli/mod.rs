@@ -1,0 +1,57 @@
+//! The `pinfuzz` command line: one module per subcommand.
+//!
+//! Every subcommand module exposes `Args` (clap derive) and
+//! `run(Args) -> anyhow::Result<ExitCode>`; this file only dispatches.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod fmt;
+pub mod gen;
+pub mod kernel;
+pub mod run;
+pub mod vm;
+
+/// Differential fuzzing of Linux page pinning against a reference model.
+#[derive(Debug, Parser)]
+#[command(name = "pinfuzz", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Execute programs on a backend and print the per-step trace.
+    Run(run::Args),
+    /// Check and canonicalize program files; convert raw fuzzer inputs.
+    Fmt(fmt::Args),
+    /// Generate valid programs from a seeded generator.
+    Gen(gen::Args),
+    /// Fetch, build and list kernels for the guest.
+    #[command(subcommand)]
+    Kernel(kernel::Command),
+    /// Boot and check the guest.
+    #[command(subcommand)]
+    Vm(vm::Command),
+}
+
+/// Parse the command line, run the subcommand, print any error with its causes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Gen(args) => gen::run(args),
+        Command::Kernel(cmd) => kernel::run(cmd),
+        Command::Vm(cmd) => vm::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("pinfuzz: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

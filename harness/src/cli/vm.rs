@@ -1,0 +1,11 @@
+//! `pinfuzz vm` (not written yet).
+use std::process::ExitCode;
+
+/// Subcommands of `pinfuzz vm`.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {}
+
+/// Run the subcommand.
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {}
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod fmt;
-pub mod gen;
+pub mod generate;
 pub mod kernel;
 pub mod run;
 pub mod vm;
@@ -28,7 +28,7 @@ enum Command {
     /// Check and canonicalize program files; convert raw fuzzer inputs.
     Fmt(fmt::Args),
     /// Generate valid programs from a seeded generator.
-    Gen(gen::Args),
+    Gen(generate::Args),
     /// Fetch, build and list kernels for the guest.
     #[command(subcommand)]
     Kernel(kernel::Command),
@@ -43,7 +43,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Fmt(args) => fmt::run(args),
-        Command::Gen(args) => gen::run(args),
+        Command::Gen(args) => generate::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Vm(cmd) => vm::run(cmd),
     };

@@ -7,6 +7,8 @@
 //! [`obs::StepObs`]; the oracle compares them.
 #![deny(missing_docs)]
 
+pub mod agent;
+pub mod channel;
 pub mod cli;
 pub mod obs;
 pub mod op;

@@ -1,0 +1,141 @@
+//! Messages: what the host asks the guest agent and what it answers.
+//!
+//! Every request gets one or more responses, in order, on the same
+//! channel: [`Request::RunProgram`] is answered by one [`Response::Step`]
+//! per executed step and then exactly one [`Response::RunDone`] (or a
+//! [`Response::Error`]); every other request by exactly one response.
+//! Programs travel as canonical program text, so the parser in
+//! `harness::program` is the one place that decides what a program means.
+//!
+//! Extension point: a new request is a new variant at the end of
+//! [`Request`] (plus its answer in [`Response`] if none fits) and a handler
+//! module under `harness::agent`; bump
+//! [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION) so an old agent
+//! and a new host refuse each other with a clear error instead of
+//! misreading postcard's variant indices.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::exec_shim::RunSummary;
+use crate::obs::StepObs;
+
+/// What the host asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Identify yourself: answered by [`Response::Hello`].
+    Hello,
+    /// Liveness check: answered by [`Response::Pong`] with the same nonce.
+    Ping {
+        /// Echoed back.
+        nonce: u64,
+    },
+    /// Run one program: answered by a stream of [`Response::Step`] and one
+    /// [`Response::RunDone`].
+    RunProgram {
+        /// Host-chosen sequence number, echoed in the console markers
+        /// (`pinfuzz: begin <seq>` / `pinfuzz: end <seq>`) so the host can
+        /// attribute kernel messages to this program.
+        seq: u64,
+        /// Canonical program text.
+        text: String,
+        /// Wall-clock budget for the program inside the guest.
+        timeout: Duration,
+    },
+    /// Write bytes to a file in the guest, e.g. `c` to
+    /// `/proc/sysrq-trigger` to make the kernel panic on purpose (tests of
+    /// crash detection). Answered by [`Response::Done`].
+    WriteFile {
+        /// Absolute path in the guest.
+        path: String,
+        /// Bytes to write.
+        data: Vec<u8>,
+    },
+    /// Sync the console and power the guest off (`reboot(RB_POWER_OFF)`).
+    /// Answered by [`Response::Done`] just before the power-off.
+    PowerOff,
+}
+
+impl Request {
+    /// Short name for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Hello => "Hello",
+            Request::Ping { .. } => "Ping",
+            Request::RunProgram { .. } => "RunProgram",
+            Request::WriteFile { .. } => "WriteFile",
+            Request::PowerOff => "PowerOff",
+        }
+    }
+}
+
+/// What the agent answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Hello`].
+    Hello(HelloInfo),
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// The request's nonce.
+        nonce: u64,
+    },
+    /// One executed step of a [`Request::RunProgram`].
+    Step(Box<StepObs>),
+    /// End of a [`Request::RunProgram`]: the executor's summary.
+    RunDone(RunSummary),
+    /// A request without a payload in its answer succeeded.
+    Done,
+    /// The request failed; the agent goes on serving.
+    Error {
+        /// [`Request::name`] of the failed request.
+        request: String,
+        /// The error with its causes (`{:#}` of an `anyhow::Error`).
+        message: String,
+    },
+}
+
+/// The agent's identity and the state of the guest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloInfo {
+    /// `CARGO_PKG_VERSION` of the agent.
+    pub agent_version: String,
+    /// The agent's [`PROTOCOL_VERSION`](super::frame::PROTOCOL_VERSION).
+    pub protocol_version: u16,
+    /// `uname -r` of the guest kernel.
+    pub kernel_release: String,
+    /// The helper module.
+    pub module: ModuleInfo,
+    /// Time since the kernel started when the agent printed READY
+    /// (`/proc/uptime`), in milliseconds.
+    pub ready_uptime_ms: u64,
+    /// Time since the kernel started when this Hello was answered, in milliseconds.
+    pub uptime_ms: u64,
+    /// Errors the agent met while setting up the guest (it keeps serving
+    /// so the host can read them).
+    pub setup_errors: Vec<String>,
+}
+
+/// The helper module as the agent loaded it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleInfo {
+    /// Parameters passed to `finit_module` (from `pinfuzz.*=` on the kernel command line).
+    pub params: String,
+    /// `finit_module` succeeded and the device node exists.
+    pub loaded: bool,
+    /// `PINFUZZ_IOC_STATUS` of a fresh open file, if the module answered.
+    pub status: Option<ModuleStatus>,
+    /// Why there is no status (load failure, open or ioctl error).
+    pub error: Option<String>,
+}
+
+/// `struct pinfuzz_status` (`kmod/pinfuzz.h`), as the module reported it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleStatus {
+    /// `PINFUZZ_ABI_VERSION` of the loaded module.
+    pub abi_version: u32,
+    /// `PINFUZZ_FAULT_*` mode the module was loaded with.
+    pub fault: u32,
+    /// References held by all open files (should be 0 between programs).
+    pub pages_held_total: u64,
+}

@@ -12,6 +12,8 @@ use std::fmt;
 pub enum Errno {
     /// Operation not permitted.
     EPERM,
+    /// No such file or directory: an unknown GUP handle.
+    ENOENT,
     /// No such process.
     ESRCH,
     /// Try again.
@@ -22,6 +24,8 @@ pub enum Errno {
     EFAULT,
     /// Device or resource busy.
     EBUSY,
+    /// File exists: `MAP_FIXED_NOREPLACE` over an existing mapping.
+    EEXIST,
     /// Invalid argument.
     EINVAL,
     /// Too many links: GUP's internal "must unshare" signal (never returned to callers).
@@ -37,11 +41,13 @@ impl Errno {
     pub fn number(self) -> i32 {
         match self {
             Errno::EPERM => 1,
+            Errno::ENOENT => 2,
             Errno::ESRCH => 3,
             Errno::EAGAIN => 11,
             Errno::ENOMEM => 12,
             Errno::EFAULT => 14,
             Errno::EBUSY => 16,
+            Errno::EEXIST => 17,
             Errno::EINVAL => 22,
             Errno::EMLINK => 31,
             Errno::EOPNOTSUPP => 95,
@@ -53,11 +59,13 @@ impl Errno {
     pub fn from_number(n: i32) -> Errno {
         match n.unsigned_abs() {
             1 => Errno::EPERM,
+            2 => Errno::ENOENT,
             3 => Errno::ESRCH,
             11 => Errno::EAGAIN,
             12 => Errno::ENOMEM,
             14 => Errno::EFAULT,
             16 => Errno::EBUSY,
+            17 => Errno::EEXIST,
             22 => Errno::EINVAL,
             31 => Errno::EMLINK,
             95 => Errno::EOPNOTSUPP,
@@ -69,11 +77,13 @@ impl Errno {
     pub fn name(self) -> String {
         match self {
             Errno::EPERM => "EPERM".into(),
+            Errno::ENOENT => "ENOENT".into(),
             Errno::ESRCH => "ESRCH".into(),
             Errno::EAGAIN => "EAGAIN".into(),
             Errno::ENOMEM => "ENOMEM".into(),
             Errno::EFAULT => "EFAULT".into(),
             Errno::EBUSY => "EBUSY".into(),
+            Errno::EEXIST => "EEXIST".into(),
             Errno::EINVAL => "EINVAL".into(),
             Errno::EMLINK => "EMLINK".into(),
             Errno::EOPNOTSUPP => "EOPNOTSUPP".into(),

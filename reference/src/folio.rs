@@ -1,0 +1,390 @@
+//! Folios and pages: reference counts, mapcounts, pincounts, and the
+//! per-page `PageAnonExclusive` bit.
+//!
+//! [`Memory`] owns every folio and page the model ever allocated. Page ids
+//! are never reused, so a page keeps its identity across a folio split
+//! exactly as a pfn does. Every counter change mirrors a kernel helper, named
+//! in the comment on the method. Nothing here knows about page tables or
+//! processes: callers (fault, zap, fork, GUP) decide *what* happens, this
+//! module applies the accounting.
+
+use crate::types::HPAGE_PMD_ORDER;
+use crate::vmstat::VmStat;
+
+/// `GUP_PIN_COUNTING_BIAS` (`include/linux/mm.h`): what one FOLL_PIN adds to
+/// the refcount of a folio without an exact `_pincount`.
+pub const GUP_PIN_COUNTING_BIAS: i64 = 1024;
+
+/// Index of a folio in [`Memory`].
+pub(crate) type FolioId = u32;
+
+/// Index of a shmem file (memfd or shared anonymous mapping).
+pub(crate) type FileId = u32;
+
+/// The page id of the shared zero page.
+pub(crate) const ZERO_PAGE: u64 = 1;
+/// The page id of the first page of the huge zero folio.
+pub(crate) const HUGE_ZERO_FIRST: u64 = 2;
+/// The folio of the shared zero page.
+pub(crate) const ZERO_FOLIO: FolioId = 0;
+/// The huge zero folio.
+pub(crate) const HUGE_ZERO_FOLIO: FolioId = 1;
+
+/// What a folio holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FolioKind {
+    /// Anonymous memory (`folio_test_anon`).
+    Anon,
+    /// A page-cache folio of a shmem file, at `index`.
+    Shmem { file: FileId, index: u64 },
+    /// The shared zero page (`is_zero_folio`).
+    Zero,
+    /// The huge zero folio (`is_huge_zero_folio`).
+    HugeZero,
+}
+
+/// One folio.
+#[derive(Clone, Debug)]
+pub(crate) struct Folio {
+    /// Page id of page 0 of the folio.
+    pub first: u64,
+    /// `folio_order()`.
+    pub order: u8,
+    /// `folio_ref_count()`.
+    pub refcount: i64,
+    /// `folio->_pincount` (only meaningful when the folio has one).
+    pub pincount: i64,
+    /// PMD mappings of the whole folio (`_entire_mapcount + 1`).
+    pub entire_maps: i64,
+    /// Pages with at least one PTE mapping (`_nr_pages_mapped` without ENTIRELY_MAPPED).
+    pub pte_mapped_pages: i64,
+    /// Sum of the PTE mappings of all pages (with `entire_maps`: `folio_mapcount()`).
+    pub pte_maps: i64,
+    /// What it holds.
+    pub kind: FolioKind,
+    /// `folio_test_partially_mapped()`: queued for deferred split because partially unmapped.
+    pub partially_mapped: bool,
+    /// Not yet freed.
+    pub live: bool,
+}
+
+impl Folio {
+    /// `folio_nr_pages()`.
+    pub fn nr_pages(&self) -> u64 {
+        1 << self.order
+    }
+    /// `folio_test_large()`.
+    pub fn is_large(&self) -> bool {
+        self.order > 0
+    }
+    /// `folio_test_anon()`.
+    pub fn is_anon(&self) -> bool {
+        matches!(self.kind, FolioKind::Anon)
+    }
+    /// The shared zero page or the huge zero folio.
+    pub fn is_zero(&self) -> bool {
+        matches!(self.kind, FolioKind::Zero | FolioKind::HugeZero)
+    }
+    /// `folio_mapcount()`: every PTE and PMD mapping any page of it.
+    pub fn mapcount(&self) -> i64 {
+        self.pte_maps + self.entire_maps
+    }
+}
+
+/// One page.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Page {
+    /// The folio the page belongs to now.
+    pub folio: FolioId,
+    /// PTE mappings of this page (`page->_mapcount + 1` for a page of a large folio).
+    pub pte_maps: i64,
+    /// `PageAnonExclusive(page)`.
+    pub anon_exclusive: bool,
+}
+
+/// Every folio and page.
+#[derive(Clone, Debug)]
+pub(crate) struct Memory {
+    folios: Vec<Folio>,
+    /// Indexed by page id; entry 0 is unused.
+    pages: Vec<Page>,
+    /// Folios of this order and larger have an exact `_pincount`.
+    pincount_min_order: u8,
+}
+
+impl Memory {
+    /// Memory holding only the zero page and the huge zero folio.
+    pub fn new(pincount_min_order: u8) -> Memory {
+        let mut mem = Memory {
+            folios: Vec::new(),
+            pages: vec![Page {
+                folio: u32::MAX,
+                pte_maps: 0,
+                anon_exclusive: false,
+            }],
+            pincount_min_order,
+        };
+        let zero = mem.alloc(0, FolioKind::Zero);
+        let huge_zero = mem.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
+        debug_assert_eq!((zero, huge_zero), (ZERO_FOLIO, HUGE_ZERO_FOLIO));
+        debug_assert_eq!(mem.folios[HUGE_ZERO_FOLIO as usize].first, HUGE_ZERO_FIRST);
+        mem
+    }
+
+    /// A new folio of `order` with refcount 1 (the allocation's reference,
+    /// which the caller hands to a mapping or to the page cache).
+    pub fn alloc(&mut self, order: u8, kind: FolioKind) -> FolioId {
+        let id = u32::try_from(self.folios.len()).expect("fewer than 2^32 folios per program");
+        let first = self.pages.len() as u64;
+        self.pages.extend((0..1u64 << order).map(|_| Page {
+            folio: id,
+            pte_maps: 0,
+            anon_exclusive: false,
+        }));
+        self.folios.push(Folio {
+            first,
+            order,
+            refcount: 1,
+            pincount: 0,
+            entire_maps: 0,
+            pte_mapped_pages: 0,
+            pte_maps: 0,
+            kind,
+            partially_mapped: false,
+            live: true,
+        });
+        id
+    }
+
+    /// The folio.
+    pub fn folio(&self, f: FolioId) -> &Folio {
+        &self.folios[f as usize]
+    }
+    /// The folio, mutably.
+    pub fn folio_mut(&mut self, f: FolioId) -> &mut Folio {
+        &mut self.folios[f as usize]
+    }
+    /// The page.
+    pub fn page(&self, p: u64) -> &Page {
+        &self.pages[p as usize]
+    }
+    /// The page, mutably.
+    pub fn page_mut(&mut self, p: u64) -> &mut Page {
+        &mut self.pages[p as usize]
+    }
+    /// `page_folio()`.
+    pub fn folio_of(&self, p: u64) -> FolioId {
+        self.pages[p as usize].folio
+    }
+    /// Every folio ever allocated, with its id.
+    pub fn folios(&self) -> impl Iterator<Item = (FolioId, &Folio)> {
+        self.folios
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i as FolioId, f))
+    }
+    /// The page ids of a folio.
+    pub fn pages_of(&self, f: FolioId) -> std::ops::Range<u64> {
+        let folio = self.folio(f);
+        folio.first..folio.first + folio.nr_pages()
+    }
+
+    /// The folio has an exact `_pincount` (`folio_has_pincount()`).
+    pub fn has_pincount(&self, f: FolioId) -> bool {
+        let folio = self.folio(f);
+        folio.order >= self.pincount_min_order && folio.order > 0
+    }
+
+    /// `folio_maybe_dma_pinned()` (`include/linux/mm.h`): exact for folios
+    /// with a `_pincount`, refcount >= GUP_PIN_COUNTING_BIAS otherwise.
+    pub fn maybe_dma_pinned(&self, f: FolioId) -> bool {
+        let folio = self.folio(f);
+        if self.has_pincount(f) {
+            folio.pincount > 0
+        } else {
+            folio.refcount >= GUP_PIN_COUNTING_BIAS
+        }
+    }
+
+    /// `folio_ref_add()`.
+    pub fn get(&mut self, f: FolioId, refs: i64) {
+        self.folio_mut(f).refcount += refs;
+    }
+
+    /// `folio_put_refs()`: drop references, freeing the folio at zero.
+    pub fn put(&mut self, f: FolioId, refs: i64) {
+        let folio = self.folio_mut(f);
+        folio.refcount -= refs;
+        debug_assert!(folio.refcount >= 0, "refcount underflow on folio {f}");
+        if folio.refcount == 0 && !folio.is_zero() {
+            folio.live = false;
+            folio.partially_mapped = false;
+        }
+    }
+
+    /// `mm/gup.c: try_grab_folio(folio, refs, FOLL_PIN)`: pin `refs` pages of
+    /// a folio. The shared zero page is never pinned (no reference, no vmstat);
+    /// a folio with a `_pincount` gets `refs` references and `refs` pins, any
+    /// other folio `refs * GUP_PIN_COUNTING_BIAS` references.
+    pub fn pin(&mut self, f: FolioId, refs: i64, vmstat: &mut VmStat) {
+        if self.folio(f).kind == FolioKind::Zero {
+            return;
+        }
+        if self.has_pincount(f) {
+            let folio = self.folio_mut(f);
+            folio.refcount += refs;
+            folio.pincount += refs;
+        } else {
+            self.folio_mut(f).refcount += refs * GUP_PIN_COUNTING_BIAS;
+        }
+        vmstat.nr_foll_pin_acquired += refs as u64;
+    }
+
+    /// `mm/gup.c: gup_put_folio(folio, refs, FOLL_PIN)`: the inverse of [`Memory::pin`].
+    pub fn unpin(&mut self, f: FolioId, refs: i64, vmstat: &mut VmStat) {
+        if self.folio(f).kind == FolioKind::Zero {
+            return;
+        }
+        vmstat.nr_foll_pin_released += refs as u64;
+        if self.has_pincount(f) {
+            self.folio_mut(f).pincount -= refs;
+            self.put(f, refs);
+        } else {
+            self.put(f, refs * GUP_PIN_COUNTING_BIAS);
+        }
+    }
+
+    /// Map one page by a PTE (`folio_add_*_rmap_pte()` + the mapping's
+    /// reference): the caller passes whether the mapping's reference is new
+    /// (`take_ref`) or the allocation's reference is handed over.
+    pub fn add_pte_map(&mut self, p: u64, take_ref: bool) {
+        let f = self.folio_of(p);
+        let page = self.page_mut(p);
+        page.pte_maps += 1;
+        let first_map = page.pte_maps == 1;
+        let folio = self.folio_mut(f);
+        folio.pte_maps += 1;
+        if first_map {
+            folio.pte_mapped_pages += 1;
+        }
+        if take_ref {
+            folio.refcount += 1;
+        }
+    }
+
+    /// Map a whole PMD-sized folio by a PMD (`folio_add_*_rmap_pmd()`).
+    pub fn add_pmd_map(&mut self, f: FolioId, take_ref: bool) {
+        let folio = self.folio_mut(f);
+        folio.entire_maps += 1;
+        if take_ref {
+            folio.refcount += 1;
+        }
+    }
+
+    /// `mm/rmap.c: __folio_remove_rmap(.., RMAP_LEVEL_PTE)` for a run of
+    /// consecutive pages of one folio, then drop one reference per page
+    /// (the zap or COW path's `folio_put`). Queues the folio for deferred
+    /// split (counting `thp_deferred_split_page` for a PMD-order folio) if
+    /// the run leaves it partially mapped.
+    pub fn remove_pte_run(&mut self, pages: &[u64], vmstat: &mut VmStat) {
+        let Some(&p0) = pages.first() else { return };
+        let f = self.folio_of(p0);
+        debug_assert!(pages.iter().all(|&p| self.folio_of(p) == f));
+        let mut last = 0;
+        for &p in pages {
+            let page = self.page_mut(p);
+            page.pte_maps -= 1;
+            debug_assert!(page.pte_maps >= 0, "pte mapcount underflow on page {p}");
+            if page.pte_maps == 0 {
+                last += 1;
+            }
+        }
+        let nr = pages.len() as i64;
+        let folio = self.folio_mut(f);
+        folio.pte_maps -= nr;
+        folio.pte_mapped_pages -= last;
+        if folio.is_large() {
+            // `nr = last` only counts when no PMD maps the folio
+            // (`_nr_pages_mapped` stays >= ENTIRELY_MAPPED while one does).
+            let unmapped = if folio.entire_maps == 0 { last } else { 0 };
+            let partially_mapped = unmapped > 0 && folio.pte_mapped_pages > 0;
+            self.maybe_deferred_split(f, partially_mapped, vmstat);
+        }
+        self.put(f, nr);
+    }
+
+    /// `mm/rmap.c: __folio_remove_rmap(.., RMAP_LEVEL_PMD)`, then drop the
+    /// PMD's reference.
+    pub fn remove_pmd_map(&mut self, f: FolioId, vmstat: &mut VmStat) {
+        let folio = self.folio_mut(f);
+        folio.entire_maps -= 1;
+        debug_assert!(folio.entire_maps >= 0);
+        if folio.entire_maps == 0 && !folio.is_zero() {
+            let nr = folio.nr_pages() as i64 - folio.pte_mapped_pages;
+            let partially_mapped = nr > 0 && nr < folio.nr_pages() as i64;
+            self.maybe_deferred_split(f, partially_mapped, vmstat);
+        }
+        self.put(f, 1);
+    }
+
+    /// `mm/huge_memory.c: deferred_split_folio(folio, true)`, reached from
+    /// `__folio_remove_rmap` for an anon large folio that just became
+    /// partially mapped. Order-1 folios have no deferred list.
+    fn maybe_deferred_split(&mut self, f: FolioId, partially_mapped: bool, vmstat: &mut VmStat) {
+        let folio = self.folio_mut(f);
+        if !partially_mapped || !folio.is_anon() || folio.partially_mapped || folio.order <= 1 {
+            return;
+        }
+        folio.partially_mapped = true;
+        if folio.order == HPAGE_PMD_ORDER {
+            vmstat.thp_deferred_split_page += 1;
+        }
+    }
+
+    /// `mm/huge_memory.c: __split_huge_page()`: turn a large folio into
+    /// small folios, one per page, in place. Each page keeps its id, its
+    /// mappings and its `PageAnonExclusive` bit; its new folio holds one
+    /// reference per mapping (the caller guarantees there are no other
+    /// references: `can_split_folio()`); pages that nothing maps are freed.
+    /// Returns the new folios, page order.
+    pub fn split_to_order0(&mut self, f: FolioId) -> Vec<FolioId> {
+        let old = self.folio(f).clone();
+        debug_assert!(old.is_large() && old.entire_maps == 0);
+        let mut out = Vec::with_capacity(old.nr_pages() as usize);
+        for (i, p) in (old.first..old.first + old.nr_pages()).enumerate() {
+            let kind = match old.kind {
+                FolioKind::Shmem { file, index } => FolioKind::Shmem {
+                    file,
+                    index: index + i as u64,
+                },
+                k => k,
+            };
+            let maps = self.page(p).pte_maps;
+            let nf = if i == 0 {
+                f
+            } else {
+                u32::try_from(self.folios.len()).expect("fewer than 2^32 folios")
+            };
+            let folio = Folio {
+                first: p,
+                order: 0,
+                refcount: maps,
+                pincount: 0,
+                entire_maps: 0,
+                pte_mapped_pages: i64::from(maps > 0),
+                pte_maps: maps,
+                kind,
+                partially_mapped: false,
+                live: maps > 0,
+            };
+            if i == 0 {
+                self.folios[f as usize] = folio;
+            } else {
+                self.folios.push(folio);
+            }
+            self.page_mut(p).folio = nf;
+            out.push(nf);
+        }
+        out
+    }
+}

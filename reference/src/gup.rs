@@ -1,0 +1,248 @@
+//! GUP: `get_user_pages*()` and `pin_user_pages*()`, and releasing what they
+//! returned.
+//!
+//! Mirrors `mm/gup.c`: `__get_user_pages()` walks the range page by page
+//! (a PMD leaf in one step), checks each VMA (`check_vma_flags`), follows
+//! the page tables (`follow_page_pte`, `follow_huge_pmd`), faults in what is
+//! missing or must be unshared (`faultin_page`, `gup_must_unshare`), and
+//! grabs references (`try_grab_folio`). GUP-fast takes the same pages in the
+//! end (it only pins what the slow path would, and falls back to it for the
+//! rest), so the model does not distinguish the entry points beyond FOLL_GET
+//! vs FOLL_PIN and local vs remote. The helper module's own argument checks
+//! (`kmod/pinfuzz.h`) come first.
+
+use crate::errno::Errno;
+use crate::fault::FaultKind;
+use crate::folio::{FolioKind, HUGE_ZERO_FIRST};
+use crate::mm::{Mapped, Vma};
+use crate::model::{Handle, Model};
+use crate::types::{Foll, GupApi, HPAGE_PMD_NR, HandleId, Pid, Release, Vpn};
+
+/// Most pages one GUP call may ask for (`PINFUZZ_MAX_PAGES_PER_CALL`).
+pub const MAX_PAGES_PER_CALL: u64 = 1024;
+/// Most pages one open file of the helper module may hold (`PINFUZZ_MAX_PAGES_HELD`).
+pub const MAX_PAGES_HELD: u64 = 16384;
+/// Most live handles per open file (`PINFUZZ_MAX_HANDLES`).
+pub const MAX_HANDLES: usize = 1024;
+
+/// What a GUP call returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gup {
+    /// Pages taken (the entry point's positive return value).
+    pub count: u64,
+    /// The handle holding them (every successful call gets one).
+    pub handle: HandleId,
+}
+
+/// The result of following one address (`follow_page_mask()`).
+enum Follow {
+    /// The page, and how many pages from it the same PMD leaf maps.
+    Page { page: u64, leaf_pages: u64 },
+    /// Nothing usable: fault (read or write, per FOLL_WRITE) and retry.
+    Fault,
+    /// `-EMLINK`: unshare fault and retry.
+    Unshare,
+}
+
+impl Model {
+    /// Call `api` from `caller` on `[start, start + nr)` of `target`'s mm
+    /// (`target` must be `caller` unless `api` is a `*_remote` one).
+    ///
+    /// # Errors
+    /// The helper module's validation (`EINVAL` for bad flags or sizes,
+    /// `ESRCH` for a dead target, `ENOSPC` past its caps), then whatever GUP
+    /// returns when not even the first page could be taken (`EFAULT`, …).
+    pub fn gup(
+        &mut self,
+        caller: Pid,
+        api: GupApi,
+        target: Pid,
+        start: Vpn,
+        nr: u64,
+        foll: Foll,
+    ) -> Result<Gup, Errno> {
+        self.check_alive(caller)?;
+        if foll.unknown_bits() != 0
+            || (foll.contains(Foll::LONGTERM) && !api.is_pin())
+            || nr == 0
+            || nr > MAX_PAGES_PER_CALL
+            || (!api.is_remote() && target != caller)
+        {
+            return Err(Errno::EINVAL);
+        }
+        self.check_alive(target)?;
+        let held: u64 = self
+            .handles
+            .iter()
+            .flatten()
+            .map(|h| h.pages.len() as u64)
+            .sum();
+        if held + nr > MAX_PAGES_HELD || self.live_handles().count() >= MAX_HANDLES {
+            return Err(Errno::Other(28)); // ENOSPC
+        }
+        let pin = api.is_pin();
+        if pin {
+            // mm_set_has_pinned_flag(): sticky, set before any page is looked at.
+            self.mm_mut(target).has_pinned = true;
+        }
+        let mut pages = Vec::with_capacity(nr as usize);
+        let result = self.get_user_pages(target, start, nr, foll, pin, &mut pages);
+        match result {
+            Err(e) if pages.is_empty() => Err(e),
+            _ => {
+                let handle = HandleId(self.handles.len() as u32);
+                self.handles.push(Some(Handle { pin, pages }));
+                let count = self.handle(handle).map_or(0, |h| h.pages.len() as u64);
+                Ok(Gup { count, handle })
+            }
+        }
+    }
+
+    /// `mm/gup.c: __get_user_pages()`: fills `pages`; an error after some
+    /// pages were taken ends the walk early (the caller returns the count).
+    fn get_user_pages(
+        &mut self,
+        pid: Pid,
+        start: Vpn,
+        nr: u64,
+        foll: Foll,
+        pin: bool,
+        pages: &mut Vec<u64>,
+    ) -> Result<(), Errno> {
+        let end = start + nr;
+        let mut vpn = start;
+        let mut vma: Option<Vma> = None;
+        while vpn < end {
+            if vma.is_none_or(|v| vpn >= v.end) {
+                let v = self.vma_at(pid, vpn).ok_or(Errno::EFAULT)?;
+                check_vma_flags(&v, foll)?;
+                vma = Some(v);
+            }
+            let v = vma.expect("set above");
+            let mut tries = 0;
+            let (page, leaf_pages) = loop {
+                tries += 1;
+                assert!(tries < 8, "GUP retry loop at page {vpn:#x}: model bug");
+                match self.follow_page(pid, &v, vpn, foll, pin) {
+                    Follow::Page { page, leaf_pages } => break (page, leaf_pages),
+                    Follow::Fault => {
+                        let kind = if foll.contains(Foll::WRITE) {
+                            FaultKind::Write
+                        } else {
+                            FaultKind::Read
+                        };
+                        self.handle_mm_fault(pid, vpn, kind);
+                    }
+                    Follow::Unshare => self.handle_mm_fault(pid, vpn, FaultKind::Unshare),
+                }
+            };
+            // A PMD leaf is taken in one step: this page and the rest of the
+            // leaf that the range covers (`page_increm`).
+            let take = leaf_pages.min(end - vpn);
+            let f = self.mem.folio_of(page);
+            if pin {
+                self.mem.pin(f, take as i64, &mut self.vmstat);
+            } else {
+                self.mem.get(f, take as i64);
+            }
+            pages.extend(page..page + take);
+            vpn += take;
+        }
+        Ok(())
+    }
+
+    /// `follow_page_mask()` for one address: the page if it can be taken as
+    /// asked, else which fault is needed.
+    fn follow_page(&self, pid: Pid, vma: &Vma, vpn: Vpn, foll: Foll, pin: bool) -> Follow {
+        // For a PMD leaf, `PageAnonExclusive()` of the head page is the one
+        // GUP checks (follow_huge_pmd); for a PTE, the page's own.
+        let (page, leaf_pages, checked) = match self.mm(pid).lookup(vpn) {
+            Mapped::None => return Follow::Fault,
+            Mapped::Pte(p) => (p, 1, p),
+            Mapped::PmdThp(f, i) => {
+                let head = self.mem.folio(f).first;
+                (head + i, HPAGE_PMD_NR - i, head)
+            }
+            Mapped::PmdHugeZero(i) => (HUGE_ZERO_FIRST + i, HPAGE_PMD_NR - i, HUGE_ZERO_FIRST),
+        };
+        let anon = self.mem.folio(self.mem.folio_of(page)).kind == FolioKind::Anon;
+        let exclusive = anon && self.mem.page(checked).anon_exclusive;
+        // can_follow_write_pte/pmd(): a private mapping's PTE is writable
+        // only for an exclusive anon page; writing through anything else
+        // (zero page, page cache, a COW-shared page) needs a write fault.
+        // In a shared mapping a write fault changes no page, so following
+        // or faulting first makes no difference the model can see.
+        if foll.contains(Foll::WRITE) && !vma.kind.is_shared() && !exclusive {
+            return Follow::Fault;
+        }
+        if pin && !foll.contains(Foll::WRITE) && self.must_unshare(vma, anon, exclusive, foll) {
+            return Follow::Unshare;
+        }
+        Follow::Page { page, leaf_pages }
+    }
+
+    /// `mm/internal.h: gup_must_unshare()` for a R/O FOLL_PIN: an anon page
+    /// must be exclusive; a non-anon page (zero page, page cache) is unshared
+    /// only by a FOLL_LONGTERM pin in a COW mapping (6.2+; profile).
+    fn must_unshare(&self, vma: &Vma, anon: bool, exclusive: bool, foll: Foll) -> bool {
+        if anon {
+            return !exclusive;
+        }
+        self.profile.unshare_non_anon_longterm && foll.contains(Foll::LONGTERM) && vma.is_cow()
+    }
+
+    /// Release a handle: `put_page()` for FOLL_GET, `unpin_user_pages[_dirty_lock]()`
+    /// for FOLL_PIN (`mm/gup.c: gup_put_folio`).
+    ///
+    /// # Errors
+    /// `ENOENT` for an unknown or released handle, `EINVAL` if `how` does
+    /// not match how the pages were taken (the helper module's checks).
+    pub fn release(&mut self, handle: HandleId, how: Release) -> Result<(), Errno> {
+        let h = self.handle(handle).ok_or(Errno::ENOENT)?;
+        if h.pin != matches!(how, Release::Unpin | Release::UnpinDirty) {
+            return Err(Errno::EINVAL);
+        }
+        let h = self.handles[handle.0 as usize]
+            .take()
+            .expect("checked above");
+        for p in h.pages {
+            let f = self.mem.folio_of(p);
+            if h.pin {
+                self.mem.unpin(f, 1, &mut self.vmstat);
+            } else {
+                self.mem.put(f, 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The pages a live handle holds.
+    pub fn handle_len(&self, handle: HandleId) -> Option<usize> {
+        self.handle(handle).map(|h| h.pages.len())
+    }
+
+    /// The handle holds FOLL_PIN pins (true) or FOLL_GET references.
+    pub fn handle_is_pin(&self, handle: HandleId) -> Option<bool> {
+        self.handle(handle).map(|h| h.pin)
+    }
+}
+
+/// `mm/gup.c: check_vma_flags()` for the VMAs the model knows.
+fn check_vma_flags(vma: &Vma, foll: Foll) -> Result<(), Errno> {
+    if foll.contains(Foll::WRITE) {
+        // writable_file_mapping_allowed(): shmem needs no dirty tracking, so
+        // a FOLL_LONGTERM|FOLL_WRITE pin of a shared memfd is allowed.
+        if !vma.prot.writable() {
+            if !foll.contains(Foll::FORCE) {
+                return Err(Errno::EFAULT);
+            }
+            // FOLL_FORCE writes only through COW mappings.
+            if !vma.is_cow() {
+                return Err(Errno::EFAULT);
+            }
+        }
+    } else if !vma.prot.readable() && !foll.contains(Foll::FORCE) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! `check_invariants()`: recompute every counter from the model's structure
+//! and compare with the tracked value.
+//!
+//! The identity checked is `kernel-semantics.md` §1.7: a folio's refcount
+//! is the sum of its page-table mappings (one per PTE, one per PMD), its
+//! page-cache reference, its FOLL_GET references, and its pins (×
+//! GUP_PIN_COUNTING_BIAS without an exact `_pincount`); `_pincount` equals
+//! the pinned pages; `nr_foll_pin_acquired - nr_foll_pin_released` equals
+//! the pins held. A violation is a bug in the model, reported with the page
+//! and the numbers.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::folio::{FolioKind, GUP_PIN_COUNTING_BIAS, HUGE_ZERO_FIRST, ZERO_PAGE};
+use crate::mm::{Pmd, pmd_index};
+use crate::model::Model;
+use crate::types::HPAGE_PMD_NR;
+
+/// A broken invariant: what, where, and the numbers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantViolation(pub String);
+
+impl fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "model invariant violated: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvariantViolation {}
+
+#[derive(Default)]
+struct Expected {
+    pte_maps: i64,
+    entire_maps: i64,
+    cache: i64,
+    gets: i64,
+    pins: i64,
+}
+
+impl Model {
+    /// Check every invariant.
+    ///
+    /// # Errors
+    /// The first violated invariant, naming the folio or page and the numbers.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let fail = |s: String| Err(InvariantViolation(s));
+        let mut folios: HashMap<u32, Expected> = HashMap::new();
+        let mut page_maps: HashMap<u64, i64> = HashMap::new();
+        for (pid, mm) in self.mms.iter().enumerate() {
+            if !mm.alive {
+                if !mm.pmds.is_empty() || !mm.vmas.is_empty() {
+                    return fail(format!("dead process {pid} still has mappings"));
+                }
+                continue;
+            }
+            for (&pmd, entry) in &mm.pmds {
+                let start = pmd * HPAGE_PMD_NR;
+                match entry {
+                    Pmd::Thp(f) => {
+                        let inside = mm.vma(start).is_some_and(|v| v.end >= start + HPAGE_PMD_NR);
+                        if !inside {
+                            return fail(format!(
+                                "process {pid}: THP leaf at page {start:#x} is not inside one VMA"
+                            ));
+                        }
+                        folios.entry(*f).or_default().entire_maps += 1;
+                    }
+                    Pmd::HugeZero => {}
+                    Pmd::Table(t) => {
+                        for (i, &p) in t.iter().enumerate() {
+                            if p == 0 {
+                                continue;
+                            }
+                            let vpn = start + i as u64;
+                            if mm.vma(vpn).is_none() {
+                                return fail(format!(
+                                    "process {pid}: PTE at page {vpn:#x} outside any VMA"
+                                ));
+                            }
+                            if p == ZERO_PAGE
+                                || (HUGE_ZERO_FIRST..HUGE_ZERO_FIRST + HPAGE_PMD_NR).contains(&p)
+                            {
+                                continue;
+                            }
+                            *page_maps.entry(p).or_default() += 1;
+                            folios.entry(self.mem.folio_of(p)).or_default().pte_maps += 1;
+                        }
+                    }
+                }
+                debug_assert_eq!(pmd_index(start), pmd);
+            }
+        }
+        for file in self.files.iter().filter(|f| f.live) {
+            for &f in file.cache.values() {
+                folios.entry(f).or_default().cache += 1;
+            }
+        }
+        let mut pins_held = 0i64;
+        for h in self.handles.iter().flatten() {
+            for &p in &h.pages {
+                let f = self.mem.folio_of(p);
+                let kind = self.mem.folio(f).kind;
+                if h.pin {
+                    if kind != FolioKind::Zero {
+                        pins_held += 1;
+                        folios.entry(f).or_default().pins += 1;
+                    }
+                } else {
+                    folios.entry(f).or_default().gets += 1;
+                }
+            }
+        }
+        for (f, folio) in self.mem.folios() {
+            if folio.is_zero() {
+                continue;
+            }
+            let e = folios.remove(&f).unwrap_or_default();
+            let pin_refs = if self.mem.has_pincount(f) {
+                e.pins
+            } else {
+                e.pins * GUP_PIN_COUNTING_BIAS
+            };
+            let expected = e.pte_maps + e.entire_maps + e.cache + e.gets + pin_refs;
+            if folio.refcount != expected {
+                return fail(format!(
+                    "folio {f} (page {:#x}, order {}): refcount {} but mappings {} + PMD maps {} + page cache {} + FOLL_GET {} + pin refs {} = {expected}",
+                    folio.first,
+                    folio.order,
+                    folio.refcount,
+                    e.pte_maps,
+                    e.entire_maps,
+                    e.cache,
+                    e.gets,
+                    pin_refs
+                ));
+            }
+            if folio.live != (expected > 0) {
+                return fail(format!(
+                    "folio {f}: live={} with refcount {expected}",
+                    folio.live
+                ));
+            }
+            if self.mem.has_pincount(f) && folio.pincount != e.pins {
+                return fail(format!(
+                    "folio {f}: _pincount {} but {} pinned pages held",
+                    folio.pincount, e.pins
+                ));
+            }
+            if folio.entire_maps != e.entire_maps || folio.pte_maps != e.pte_maps {
+                return fail(format!(
+                    "folio {f}: tracked PMD/PTE maps {}/{} but page tables hold {}/{}",
+                    folio.entire_maps, folio.pte_maps, e.entire_maps, e.pte_maps
+                ));
+            }
+            let mut mapped_pages = 0;
+            for p in self.mem.pages_of(f) {
+                let maps = page_maps.get(&p).copied().unwrap_or(0);
+                if self.mem.page(p).pte_maps != maps {
+                    return fail(format!(
+                        "page {p:#x}: tracked {} PTE mappings, page tables hold {maps}",
+                        self.mem.page(p).pte_maps
+                    ));
+                }
+                mapped_pages += i64::from(maps > 0);
+            }
+            if folio.pte_mapped_pages != mapped_pages {
+                return fail(format!(
+                    "folio {f}: {} pages PTE-mapped tracked, {mapped_pages} found",
+                    folio.pte_mapped_pages
+                ));
+            }
+        }
+        if self.vmstat.outstanding_pins() != pins_held {
+            return fail(format!(
+                "nr_foll_pin_acquired {} - nr_foll_pin_released {} != {pins_held} pins held",
+                self.vmstat.nr_foll_pin_acquired, self.vmstat.nr_foll_pin_released
+            ));
+        }
+        // Every pinned anon page that is still mapped is exclusive
+        // (mm/gup.c: sanity_check_pinned_pages, DEBUG_VM only in the kernel):
+        // the page itself, or the head of a PMD-mapped THP.
+        for h in self.handles.iter().flatten().filter(|h| h.pin) {
+            for &p in &h.pages {
+                let f = self.mem.folio_of(p);
+                let folio = self.mem.folio(f);
+                if folio.kind != FolioKind::Anon || folio.mapcount() == 0 {
+                    continue;
+                }
+                let ok = self.mem.page(p).anon_exclusive
+                    || (folio.is_large() && self.mem.page(folio.first).anon_exclusive);
+                if !ok {
+                    return fail(format!(
+                        "pinned anon page {p:#x} is mapped but not PageAnonExclusive"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

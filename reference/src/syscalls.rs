@@ -1,0 +1,278 @@
+//! The memory syscalls of a program: mmap, munmap, mprotect, madvise, and
+//! user-space loads and stores ("touch").
+//!
+//! VMA bookkeeping mirrors `mm/vma.c` (split at range boundaries, merge
+//! neighbours whose flags, file and anon_vma agree) and `mm/mprotect.c` /
+//! `mm/madvise.c` (walk the VMAs of a range, `-ENOMEM` for holes). Whenever
+//! a VMA boundary lands inside a PMD mapped by a leaf, that PMD is split
+//! (`vma_adjust_trans_huge`).
+
+use crate::errno::Errno;
+use crate::fault::FaultKind;
+use crate::mm::{ThpAdvice, Vma};
+use crate::model::{Model, ShmemFile};
+use crate::types::{Access, Advice, MapKind, Pid, Prot, Vpn};
+
+/// A user-space access that would raise SIGSEGV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segv {
+    /// Index of the faulting page within the touched range.
+    pub at: u64,
+}
+
+impl Model {
+    /// `mmap(2)` with `MAP_FIXED_NOREPLACE` at `start`. Shmem kinds get a new
+    /// file of exactly `npages` pages, mapped from offset 0.
+    ///
+    /// # Errors
+    /// `EINVAL` for an empty mapping, `EEXIST` if the range overlaps a VMA,
+    /// `ESRCH` for a dead process.
+    pub fn mmap(
+        &mut self,
+        pid: Pid,
+        start: Vpn,
+        npages: u64,
+        kind: MapKind,
+        prot: Prot,
+    ) -> Result<(), Errno> {
+        self.check_alive(pid)?;
+        if npages == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = start + npages;
+        if !self.mm(pid).vmas_in(start, end).is_empty() {
+            return Err(Errno::EEXIST);
+        }
+        let file = kind.is_shmem().then(|| {
+            self.files.push(ShmemFile {
+                size: npages,
+                live: true,
+                ..ShmemFile::default()
+            });
+            (self.files.len() - 1) as u32
+        });
+        let vma = Vma {
+            start,
+            end,
+            kind,
+            file,
+            pgoff: 0,
+            prot,
+            thp: ThpAdvice::None,
+            anon_vma: None,
+        };
+        self.mm_mut(pid).vmas.insert(start, vma);
+        self.merge_around(pid, start);
+        Ok(())
+    }
+
+    /// `munmap(2)`.
+    ///
+    /// # Errors
+    /// `EINVAL` for an empty range, `ESRCH` for a dead process.
+    pub fn munmap(&mut self, pid: Pid, start: Vpn, npages: u64) -> Result<(), Errno> {
+        self.check_alive(pid)?;
+        if npages == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = start + npages;
+        self.split_vma_at(pid, start);
+        self.split_vma_at(pid, end);
+        for vma in self.mm(pid).vmas_in(start, end) {
+            self.zap_vma_range(pid, vma.start, vma.end);
+            self.mm_mut(pid).vmas.remove(&vma.start);
+        }
+        self.free_pgtables(pid, start, end);
+        self.release_files_if_unused();
+        Ok(())
+    }
+
+    /// `mprotect(2)`: changes apply VMA by VMA up to the first hole.
+    ///
+    /// # Errors
+    /// `ENOMEM` if the range starts outside a VMA or has a hole (VMAs before
+    /// the hole keep their new protection), `ESRCH` for a dead process.
+    pub fn mprotect(&mut self, pid: Pid, start: Vpn, npages: u64, prot: Prot) -> Result<(), Errno> {
+        self.check_alive(pid)?;
+        let end = start + npages;
+        if npages == 0 {
+            return Ok(());
+        }
+        if self.vma_at(pid, start).is_none() {
+            return Err(Errno::ENOMEM);
+        }
+        let mut next = start;
+        while next < end {
+            let Some(vma) = self.vma_at(pid, next) else {
+                return Err(Errno::ENOMEM);
+            };
+            let seg_end = vma.end.min(end);
+            if vma.prot != prot {
+                self.modify_vma(pid, next, seg_end, |v| v.prot = prot);
+            }
+            next = seg_end;
+        }
+        Ok(())
+    }
+
+    /// `madvise(2)` with MADV_DONTNEED, MADV_HUGEPAGE or MADV_NOHUGEPAGE:
+    /// applied to every VMA part of the range; holes give `ENOMEM` at the end.
+    ///
+    /// # Errors
+    /// `ENOMEM` if part of the range is not mapped, `ESRCH` for a dead process.
+    pub fn madvise(
+        &mut self,
+        pid: Pid,
+        start: Vpn,
+        npages: u64,
+        advice: Advice,
+    ) -> Result<(), Errno> {
+        self.check_alive(pid)?;
+        if npages == 0 {
+            return Ok(());
+        }
+        let end = start + npages;
+        let vmas = self.mm(pid).vmas_in(start, end);
+        let mut covered = 0;
+        for vma in &vmas {
+            let (s, e) = (vma.start.max(start), vma.end.min(end));
+            covered += e - s;
+            match advice {
+                Advice::DontNeed => self.zap_vma_range(pid, s, e),
+                Advice::HugePage | Advice::NoHugePage => {
+                    let thp = if advice == Advice::HugePage {
+                        ThpAdvice::Huge
+                    } else {
+                        ThpAdvice::NoHuge
+                    };
+                    // The VMA may have been split or merged by the previous
+                    // part: look it up again.
+                    let current = self.vma_at(pid, s).expect("still mapped");
+                    if current.thp != thp {
+                        self.modify_vma(pid, s, e, |v| v.thp = thp);
+                    }
+                }
+            }
+        }
+        if covered < npages {
+            Err(Errno::ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Load from or store to every page of `[start, start + npages)` in
+    /// order, faulting as the CPU would.
+    ///
+    /// # Errors
+    /// [`Segv`] at the first page with no VMA, a `PROT_NONE` VMA, or (for a
+    /// store) a read-only VMA; the pages before it were touched.
+    pub fn touch(&mut self, pid: Pid, start: Vpn, npages: u64, access: Access) -> Result<(), Segv> {
+        assert!(self.is_alive(pid), "touch in a dead process {pid:?}");
+        for i in 0..npages {
+            let vpn = start + i;
+            let allowed = self.vma_at(pid, vpn).is_some_and(|v| match access {
+                Access::Read => v.prot.readable(),
+                Access::Write => v.prot.writable(),
+            });
+            if !allowed {
+                return Err(Segv { at: i });
+            }
+            let present = self.mapped_page(pid, vpn) != 0;
+            match access {
+                // A load through any present PTE or PMD needs no fault.
+                Access::Read if present => {}
+                Access::Read => self.handle_mm_fault(pid, vpn, FaultKind::Read),
+                // A store faults unless the mapping is already writable;
+                // a fault on a writable one changes no page, so always
+                // taking it gives the same state.
+                Access::Write => self.handle_mm_fault(pid, vpn, FaultKind::Write),
+            }
+        }
+        Ok(())
+    }
+
+    /// Split the VMA containing `vpn` so that a VMA starts at `vpn`
+    /// (`mm/vma.c: __split_vma`; both parts share the anon_vma), then split
+    /// a PMD leaf the new boundary cuts.
+    pub(crate) fn split_vma_at(&mut self, pid: Pid, vpn: Vpn) {
+        let Some(vma) = self.vma_at(pid, vpn) else {
+            return;
+        };
+        if vma.start == vpn {
+            return;
+        }
+        let mut low = vma;
+        let mut high = vma;
+        low.end = vpn;
+        high.start = vpn;
+        if high.file.is_some() {
+            high.pgoff = vma.pgoff + (vpn - vma.start);
+        }
+        let mm = self.mm_mut(pid);
+        mm.vmas.insert(low.start, low);
+        mm.vmas.insert(high.start, high);
+        self.split_straddling_pmds(pid, vpn, vpn + 1);
+    }
+
+    /// Apply `change` to `[start, end)`, which lies inside one VMA: split it
+    /// at the range's ends, change the middle, then merge with neighbours.
+    fn modify_vma(&mut self, pid: Pid, start: Vpn, end: Vpn, change: impl Fn(&mut Vma)) {
+        self.split_vma_at(pid, start);
+        self.split_vma_at(pid, end);
+        let vma = self
+            .mm_mut(pid)
+            .vmas
+            .get_mut(&start)
+            .expect("split above made a VMA start here");
+        change(vma);
+        self.merge_around(pid, start);
+    }
+
+    /// Merge the VMA starting at `start` with its previous and next
+    /// neighbours where `mm/vma.c` would (`is_mergeable_vma`,
+    /// `is_mergeable_anon_vma`: equal anon_vmas, or one of them absent).
+    fn merge_around(&mut self, pid: Pid, start: Vpn) {
+        let mut start = start;
+        let prev = self
+            .mm(pid)
+            .vmas
+            .range(..start)
+            .next_back()
+            .map(|(_, v)| *v);
+        if let Some(prev) = prev {
+            let cur = self.mm(pid).vmas[&start];
+            if let Some(merged) = merge_pair(&prev, &cur) {
+                let mm = self.mm_mut(pid);
+                mm.vmas.remove(&cur.start);
+                mm.vmas.insert(merged.start, merged);
+                start = merged.start;
+            }
+        }
+        let cur = self.mm(pid).vmas[&start];
+        let next = self.mm(pid).vmas.get(&cur.end).copied();
+        if let Some(next) = next {
+            if let Some(merged) = merge_pair(&cur, &next) {
+                let mm = self.mm_mut(pid);
+                mm.vmas.remove(&next.start);
+                mm.vmas.insert(merged.start, merged);
+            }
+        }
+    }
+}
+
+/// The VMA `a` and `b` (adjacent, `a` first) merge into, if they merge.
+fn merge_pair(a: &Vma, b: &Vma) -> Option<Vma> {
+    if !a.mergeable_with_next(b) {
+        return None;
+    }
+    let anon_vma = match (a.anon_vma, b.anon_vma) {
+        (Some(x), Some(y)) if x.id != y.id => return None,
+        (x, y) => x.or(y),
+    };
+    Some(Vma {
+        end: b.end,
+        anon_vma,
+        ..*a
+    })
+}

@@ -15,7 +15,8 @@
  *
  * Return convention.  An ioctl returns 0 when it did its work and -1 with
  * errno set when the module refused the request before doing any work:
- *   EINVAL  unknown ioctl, unknown flag bit, nonzero reserved field, unknown
+ *   ENOTTY  unknown ioctl command
+ *   EINVAL  unknown flag bit, nonzero reserved field, unknown
  *           api, pid given to a non-remote api or negative, FOLL_LONGTERM
  *           with a FOLL_GET api, unaligned addr, nr_pages 0 or above
  *           PINFUZZ_MAX_PAGES_PER_CALL, range wrapping around the address
@@ -193,9 +194,7 @@ struct pinfuzz_status {
  *   to the pages: the handle disappears and its pins stay forever.
  * DOUBLE_UNPIN: a pin handle is released by unpinning every page twice:
  *   nr_foll_pin_released grows by twice the pages, refcounts (or _pincount)
- *   drop below the true count.  The module holds an extra folio reference
- *   across both unpins and drops it only if that cannot free the folio, so
- *   the release itself never frees a page that is still mapped or held.
+ *   drop below the true count.
  * GET_FOR_PIN: a PIN entry point takes FOLL_GET instead, through the
  *   matching get_user_pages*() (FOLL_LONGTERM dropped, as FOLL_GET forbids
  *   it); the handle is still reported as a pin handle, but it is released
@@ -205,11 +204,16 @@ struct pinfuzz_status {
  *   _pincount, no nr_foll_pin_acquired, no unsharing or migration).
  * UNPIN_WRONG_PAGE: for page i of a pin handle of n pages the module unpins
  *   pages[min(i + 1, n - 1)]: the first page is never unpinned and the last
- *   one twice (same extra-reference guard as DOUBLE_UNPIN).  The vmstat
- *   counters balance, only per-page state shows the bug; a one-page handle
- *   or one whose pages share a folio shows nothing (the kernel accounts
- *   large folio pins per folio).  (A rule of pages[(i + 1) % n] would be a
- *   permutation and undetectable by construction.)
+ *   one twice.  The vmstat counters balance, only per-page state shows the
+ *   bug; a one-page handle or one whose pages share a folio shows nothing
+ *   (the kernel accounts large folio pins per folio).  (A rule of
+ *   pages[(i + 1) % n] would be a permutation of the pages and could not be
+ *   observed at all.)
+ * No fault mode lets the module free a folio: where a deliberately wrong
+ * release would drop a folio's refcount to zero (a page still mapped or held
+ * elsewhere would then be reused while in use and crash the guest before
+ * anything could be observed), the module holds a guard reference across the
+ * release and stops at a refcount of 1; the folio then leaks.
  */
 #define PINFUZZ_FAULT_NONE		0
 #define PINFUZZ_FAULT_PUT_FOR_UNPIN	1	/* release a pin with put_page() */

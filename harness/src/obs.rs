@@ -114,8 +114,13 @@ pub struct StepObs {
     pub result: OpResult,
     /// Counters since the start of the program (after `stat_refresh`).
     pub vmstat: Counters,
-    /// Every mapping of every live process, processes in order (parent
-    /// first), mappings in order.
+    /// Every mapping of every live process: processes in order (the parent,
+    /// then live children by [`crate::op::ChildId`]), and for each process
+    /// every [`MapId`] it has, in id order — the maps it created and the
+    /// maps its parent had when it was forked, whether or not they are still
+    /// mapped (an unmapped page is simply not present). A map whose `mmap`
+    /// failed is not listed. After a step, the step's own effects count (a
+    /// map created by this step is listed, a child that exited is not).
     pub maps: Vec<MapObs>,
     /// Every live handle, in order.
     pub handles: Vec<HandleObs>,

@@ -110,6 +110,8 @@ pub(crate) struct Memory {
     pages: Vec<Page>,
     /// Folios of this order and larger have an exact `_pincount`.
     pincount_min_order: u8,
+    /// Pages freed since the last [`Memory::take_freed`].
+    freed: Vec<u64>,
 }
 
 impl Memory {
@@ -123,6 +125,7 @@ impl Memory {
                 anon_exclusive: false,
             }],
             pincount_min_order,
+            freed: Vec::new(),
         };
         let zero = mem.alloc(0, FolioKind::Zero);
         let huge_zero = mem.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
@@ -154,6 +157,11 @@ impl Memory {
             live: true,
         });
         id
+    }
+
+    /// The pages freed since the last call, in the order they were freed.
+    pub fn take_freed(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.freed)
     }
 
     /// The folio.
@@ -219,6 +227,8 @@ impl Memory {
         if folio.refcount == 0 && !folio.is_zero() {
             folio.live = false;
             folio.partially_mapped = false;
+            let pages = self.pages_of(f);
+            self.freed.extend(pages);
         }
     }
 
@@ -377,6 +387,9 @@ impl Memory {
                 partially_mapped: false,
                 live: maps > 0,
             };
+            if maps == 0 {
+                self.freed.push(p);
+            }
             if i == 0 {
                 self.folios[f as usize] = folio;
             } else {

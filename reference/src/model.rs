@@ -129,6 +129,12 @@ impl Model {
         std::mem::take(&mut self.nondet)
     }
 
+    /// The pages freed (refcount reached zero) since the last call: an
+    /// observer may see their pfns reused for other pages afterwards.
+    pub fn take_freed(&mut self) -> Vec<crate::PageId> {
+        self.mem.take_freed().into_iter().map(crate::PageId).collect()
+    }
+
     /// The process exists and has not exited.
     pub fn is_alive(&self, pid: Pid) -> bool {
         self.mms.get(pid.0 as usize).is_some_and(|m| m.alive)

@@ -8,7 +8,12 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod backend;
 pub mod channel;
 pub mod cli;
+pub mod kernel;
 pub mod obs;
 pub mod op;
+pub mod oracle;
+pub mod program;
+pub mod vm;

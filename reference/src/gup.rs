@@ -71,13 +71,7 @@ impl Model {
             return Err(Errno::EINVAL);
         }
         self.check_alive(target)?;
-        let held: u64 = self
-            .handles
-            .iter()
-            .flatten()
-            .map(|h| h.pages.len() as u64)
-            .sum();
-        if held + nr > MAX_PAGES_HELD || self.live_handles().count() >= MAX_HANDLES {
+        if self.pages_held + nr > MAX_PAGES_HELD || self.live_handle_count >= MAX_HANDLES {
             return Err(Errno::Other(28)); // ENOSPC
         }
         let pin = api.is_pin();
@@ -91,8 +85,10 @@ impl Model {
             Err(e) if pages.is_empty() => Err(e),
             _ => {
                 let handle = HandleId(self.handles.len() as u32);
+                let count = pages.len() as u64;
+                self.pages_held += count;
+                self.live_handle_count += 1;
                 self.handles.push(Some(Handle { pin, pages }));
-                let count = self.handle(handle).map_or(0, |h| h.pages.len() as u64);
                 Ok(Gup { count, handle })
             }
         }
@@ -205,6 +201,8 @@ impl Model {
         let h = self.handles[handle.0 as usize]
             .take()
             .expect("checked above");
+        self.pages_held -= h.pages.len() as u64;
+        self.live_handle_count -= 1;
         for p in h.pages {
             let f = self.mem.folio_of(p);
             if h.pin {

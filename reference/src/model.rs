@@ -90,6 +90,10 @@ pub struct Model {
     pub(crate) handles: Vec<Option<Handle>>,
     pub(crate) vmstat: VmStat,
     pub(crate) nondet: Vec<Nondet>,
+    /// Pages held by live handles (the module's per-file cap counts them).
+    pub(crate) pages_held: u64,
+    /// Live handles.
+    pub(crate) live_handle_count: usize,
     next_anon_vma: u32,
 }
 
@@ -105,6 +109,8 @@ impl Model {
             handles: Vec::new(),
             vmstat: VmStat::default(),
             nondet: Vec::new(),
+            pages_held: 0,
+            live_handle_count: 0,
             next_anon_vma: 0,
         }
     }

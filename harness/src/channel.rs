@@ -76,7 +76,8 @@ impl<S: Read + Write> Channel<S> {
 
     /// Send one message.
     pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), ChannelError> {
-        let payload = postcard::to_allocvec(msg).map_err(|e| ChannelError::Encode(e.to_string()))?;
+        let payload =
+            postcard::to_allocvec(msg).map_err(|e| ChannelError::Encode(e.to_string()))?;
         if payload.len() > MAX_PAYLOAD as usize {
             return Err(ChannelError::Encode(format!(
                 "message of {} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes",
@@ -142,7 +143,10 @@ mod tests {
         guest.send(&step).expect("send");
         guest.send(&Response::Pong { nonce: 9 }).expect("send");
         assert_eq!(host.recv_response().expect("recv"), step);
-        assert_eq!(host.recv_response().expect("recv"), Response::Pong { nonce: 9 });
+        assert_eq!(
+            host.recv_response().expect("recv"),
+            Response::Pong { nonce: 9 }
+        );
     }
 
     #[test]

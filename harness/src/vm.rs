@@ -14,6 +14,7 @@ pub mod cpio;
 pub mod guest;
 pub mod initramfs;
 pub mod qemu;
+pub mod smoke;
 
 pub use accel::Accel;
 pub use console::{CrashKind, CrashReport};

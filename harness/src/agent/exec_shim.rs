@@ -1,7 +1,7 @@
 //! The agent's binding to the in-guest executor and the program parser.
 //!
-//! TEMPORARY: `harness::exec` (executor) and `harness::program` (text
-//! format) are written by other engineers in parallel. Until they land,
+//! TEMPORARY for the executor: `harness::exec` is written by another
+//! engineer in parallel; the program text functions are final. Until they land,
 //! this file stands in for them with the agreed interface, and every
 //! function fails loudly instead of pretending to run anything. When they
 //! land this file shrinks to re-exports, and then goes away.
@@ -48,14 +48,15 @@ pub fn prepare_guest() -> anyhow::Result<()> {
     anyhow::bail!("this agent was built without the in-guest executor (harness::exec)")
 }
 
-/// Parse canonical program text (stand-in for `harness::program`): fails.
-pub fn parse_program(_text: &str) -> anyhow::Result<Program> {
-    anyhow::bail!("this build has no program parser (harness::program)")
+/// Parse canonical program text with the strict parser (the one source
+/// of truth for what a program means); errors carry line and column.
+pub fn parse_program(text: &str) -> anyhow::Result<Program> {
+    Program::parse_strict(text, "<channel>").map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Canonical text of a program (stand-in for `Display for Program`): fails.
-pub fn program_text(_program: &Program) -> anyhow::Result<String> {
-    anyhow::bail!("this build has no program printer (harness::program)")
+/// Canonical text of a program.
+pub fn program_text(program: &Program) -> anyhow::Result<String> {
+    Ok(program.to_string())
 }
 
 /// `PINFUZZ_IOC_STATUS` on a fresh open of `dev` (stand-in for

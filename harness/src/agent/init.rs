@@ -40,7 +40,12 @@ pub fn mount_filesystems() -> Vec<anyhow::Error> {
             "sysfs",
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         ),
-        ("tmpfs", "/tmp", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        ),
         (
             "debugfs",
             "/sys/kernel/debug",

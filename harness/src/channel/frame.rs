@@ -316,7 +316,13 @@ mod tests {
             .read_frame(&mut &bytes[..20])
             .expect_err("stream ends mid-frame");
         assert!(
-            matches!(err, FrameError::Truncated { expected: 26, got: 20 }),
+            matches!(
+                err,
+                FrameError::Truncated {
+                    expected: 26,
+                    got: 20
+                }
+            ),
             "{err}"
         );
         let mut dec = FrameDecoder::new();

@@ -79,6 +79,11 @@ pub struct Manifest {
     pub packages: Vec<Package>,
     /// The bootable image, relative to the entry directory.
     pub bzimage: PathBuf,
+    /// The uncompressed kernel extracted from the bzImage, booted through
+    /// its PVH entry point (faster under TCG), relative to the entry
+    /// directory; `None` if it could not be extracted.
+    #[serde(default)]
+    pub vmlinux: Option<PathBuf>,
     /// The build tree modules are compiled against (`KDIR`), relative to
     /// the entry directory for Debian kernels, absolute for user kernels.
     pub build_dir: PathBuf,
@@ -164,6 +169,7 @@ mod tests {
                 file: "debs/linux-image.deb".into(),
             }],
             bzimage: "root/boot/vmlinuz-6.12.117+deb12-amd64".into(),
+            vmlinux: Some("vmlinux".into()),
             build_dir: "root/usr/src/linux-headers-6.12.117+deb12-amd64".into(),
             modules_dir: Some("root/lib/modules/6.12.117+deb12-amd64".into()),
             extra_modules: BTreeMap::from([(

@@ -36,8 +36,10 @@ pub struct KernelSpec {
     pub name: String,
     /// `uname -r`.
     pub release: String,
-    /// The image QEMU boots (`-kernel`).
+    /// The compressed image (`-kernel` if there is no `vmlinux`).
     pub bzimage: PathBuf,
+    /// The uncompressed kernel, booted through PVH when present (faster).
+    pub vmlinux: Option<PathBuf>,
     /// The helper module built for it.
     pub module: PathBuf,
     /// sha256 of the module (part of the initramfs cache key).
@@ -60,6 +62,11 @@ impl KernelSpec {
             name: manifest.name.clone(),
             release: manifest.release.clone(),
             bzimage: dir.join(&manifest.bzimage),
+            vmlinux: manifest
+                .vmlinux
+                .as_ref()
+                .map(|v| dir.join(v))
+                .filter(|v| v.is_file()),
             module: dir.join(&built.ko),
             module_sha256: built.ko_sha256.clone(),
             extra_modules: manifest

@@ -85,7 +85,8 @@ pub fn fetch_debian(cache: &Cache, req: &FetchRequest) -> Result<Manifest> {
     let kdir = unpack::fix_header_paths(&root, &chosen.abi, &release)?;
     let bzimage = unpack::bzimage(&root, &release)?;
     let modules_dir = root.join("lib/modules").join(&release);
-    let (extra_modules, notes) = keep_extra_modules(&dir, &modules_dir)?;
+    let (extra_modules, mut notes) = keep_extra_modules(&dir, &modules_dir)?;
+    let vmlinux = extract_vmlinux(&dir, &bzimage, &mut notes);
     let mut manifest = Manifest {
         schema: MANIFEST_SCHEMA,
         name,
@@ -96,6 +97,7 @@ pub fn fetch_debian(cache: &Cache, req: &FetchRequest) -> Result<Manifest> {
         release,
         packages,
         bzimage: rel(&dir, &bzimage),
+        vmlinux,
         build_dir: rel(&dir, &kdir),
         modules_dir: Some(rel(&dir, &modules_dir)),
         extra_modules,
@@ -126,6 +128,21 @@ fn pick_kbuild_version(kbuild: &str, image_version: &str) -> Result<String> {
             Ok(v.clone())
         }
         None => bail!("apt offers no version of {kbuild}"),
+    }
+}
+
+/// Extract `vmlinux` for PVH boot; a failure only costs boot time, so it
+/// becomes a note, not an error.
+fn extract_vmlinux(dir: &Path, bzimage: &Path, notes: &mut Vec<String>) -> Option<PathBuf> {
+    let out = dir.join("vmlinux");
+    match unpack::extract_vmlinux(bzimage, &out) {
+        Ok(()) => Some(rel(dir, &out)),
+        Err(err) => {
+            notes.push(format!(
+                "no vmlinux for PVH boot, booting the bzImage: {err:#}"
+            ));
+            None
+        }
     }
 }
 
@@ -180,7 +197,10 @@ pub fn ensure_module(cache: &Cache, manifest: Manifest) -> Result<Manifest> {
         (Some(_), Err(_)) => true,
         (None, _) => false,
     };
-    if fresh {
+    let wants_vmlinux = manifest.vmlinux.is_none()
+        && matches!(manifest.origin, Origin::Debian { .. })
+        && !manifest.notes.iter().any(|n| n.starts_with("no vmlinux"));
+    if fresh && !wants_vmlinux {
         return Ok(manifest);
     }
     let _lock = cache.lock()?;
@@ -192,6 +212,14 @@ pub fn ensure_module(cache: &Cache, manifest: Manifest) -> Result<Manifest> {
 
 fn ensure_module_locked(cache: &Cache, mut manifest: Manifest) -> Result<Manifest> {
     let dir = cache.entry_dir(&manifest.name);
+    if manifest.vmlinux.is_none()
+        && matches!(manifest.origin, Origin::Debian { .. })
+        && !manifest.notes.iter().any(|n| n.starts_with("no vmlinux"))
+    {
+        let bzimage = dir.join(&manifest.bzimage);
+        manifest.vmlinux = extract_vmlinux(&dir, &bzimage, &mut manifest.notes);
+        manifest.save(&dir.join("manifest.json"))?;
+    }
     let source = match module::source_dir() {
         Ok(source) => source,
         Err(err) if manifest.module.is_some() => {
@@ -282,6 +310,7 @@ pub fn register_user(
         release,
         packages: Vec::new(),
         bzimage: PathBuf::from("bzImage"),
+        vmlinux: None,
         build_dir: build_dir.clone(),
         modules_dir: None,
         extra_modules: BTreeMap::new(),

@@ -102,6 +102,85 @@ pub fn bzimage(root: &Path, release: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Extract the uncompressed `vmlinux` ELF from a bzImage into `out`.
+///
+/// QEMU boots such an ELF through its PVH entry point (`CONFIG_PVH=y`,
+/// Debian's default), which skips the bzImage's real-mode setup and its
+/// in-guest decompressor — under TCG the decompressor alone costs about
+/// two seconds of a boot. The payload's place comes from the boot
+/// protocol header (Documentation/arch/x86/boot.rst: `setup_sects` at
+/// 0x1f1, `payload_offset`/`payload_length` at 0x248/0x24c, relative to
+/// the protected-mode code at `(setup_sects + 1) * 512`), its format from
+/// its magic; the matching command-line tool (`zstd`, `xz`, `gzip`)
+/// decompresses it.
+pub fn extract_vmlinux(bzimage: &Path, out: &Path) -> Result<()> {
+    let image = fs::read(bzimage).with_context(|| format!("read {}", bzimage.display()))?;
+    let payload = bzimage_payload(&image)
+        .with_context(|| format!("{}: not a bzImage with a payload", bzimage.display()))?;
+    let tool: &[&str] = if payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        &["zstd", "-dcq"]
+    } else if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        &["xz", "-dcq"]
+    } else if payload.starts_with(&[0x1f, 0x8b]) {
+        &["gzip", "-dcq"]
+    } else {
+        bail!(
+            "{}: payload compression {:02x?} not supported for extraction",
+            bzimage.display(),
+            &payload[..payload.len().min(6)]
+        );
+    };
+    let tmp = out.with_extension("tmp");
+    let file = fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    let mut child = Command::new(tool[0])
+        .args(&tool[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {} (install it to boot faster)", tool[0]))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // The payload may carry trailing bytes after the compressed
+        // stream; the tools stop at the end of the stream, a broken pipe
+        // after that is harmless.
+        let _ = stdin.write_all(payload);
+    }
+    let output = child
+        .wait_with_output()
+        .context("wait for the decompressor")?;
+    let elf = fs::read(&tmp).with_context(|| format!("read {}", tmp.display()))?;
+    if !elf.starts_with(b"\x7fELF") {
+        let _ = fs::remove_file(&tmp);
+        bail!(
+            "{} did not produce an ELF from {} ({}): {}",
+            tool[0],
+            bzimage.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    fs::rename(&tmp, out).with_context(|| format!("rename into {}", out.display()))?;
+    Ok(())
+}
+
+/// The compressed payload of a bzImage.
+fn bzimage_payload(image: &[u8]) -> Option<&[u8]> {
+    let le32 = |o: usize| Some(u32::from_le_bytes(image.get(o..o + 4)?.try_into().ok()?));
+    if image.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let setup_sects = match *image.get(0x1f1)? {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let pm_start = (setup_sects + 1) * 512;
+    let offset = pm_start + usize::try_from(le32(0x248)?).ok()?;
+    let len = usize::try_from(le32(0x24c)?).ok()?;
+    image.get(offset..offset + len)
+}
+
 /// What the image says about one of its modules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageModule {

@@ -83,6 +83,10 @@ pub struct GuestOptions {
     pub timeout_grace: Duration,
     /// Fail the boot if the helper module did not load.
     pub require_module: bool,
+    /// Boot the uncompressed vmlinux through PVH with the qboot firmware
+    /// when both are available (about 3 s faster under TCG than SeaBIOS
+    /// and the bzImage's decompressor).
+    pub fast_boot: bool,
 }
 
 impl Default for GuestOptions {
@@ -99,6 +103,7 @@ impl Default for GuestOptions {
             no_output_timeout: Duration::from_secs(60),
             timeout_grace: Duration::from_secs(10),
             require_module: true,
+            fast_boot: true,
         }
     }
 }
@@ -190,6 +195,10 @@ impl std::fmt::Debug for Guest {
     }
 }
 
+/// QEMU's minimal firmware (Debian package qemu-system-data): it jumps
+/// straight to the kernel where SeaBIOS spends a few hundred milliseconds.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
 /// Poll interval of the supervision loop.
 const TICK: Duration = Duration::from_millis(50);
 /// Console lines kept when nothing on the console explains an incident.
@@ -256,6 +265,11 @@ impl Guest {
     /// The agent's Hello from the current boot.
     pub fn boot_hello(&self) -> Option<&HelloInfo> {
         self.vm.as_ref().map(|r| &r.hello)
+    }
+
+    /// When the running QEMU was started.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.vm.as_ref().map(|r| r.qemu.started)
     }
 
     /// QEMU's pid, if running.
@@ -354,7 +368,11 @@ impl Guest {
             binary: self.opts.qemu.clone(),
             kvm,
             memory_mib: self.opts.memory_mib,
-            kernel: self.spec.bzimage.clone(),
+            kernel: match (&self.spec.vmlinux, self.opts.fast_boot) {
+                (Some(vmlinux), true) => vmlinux.clone(),
+                _ => self.spec.bzimage.clone(),
+            },
+            firmware: Some(PathBuf::from(QBOOT)).filter(|p| self.opts.fast_boot && p.is_file()),
             initrd: self.initrd.clone(),
             cmdline: self.opts.cmdline(),
             channel_socket: socket.clone(),

@@ -26,8 +26,10 @@ pub struct QemuConfig {
     pub kvm: bool,
     /// Guest memory in MiB.
     pub memory_mib: u32,
-    /// The kernel image.
+    /// The kernel image: a bzImage, or an uncompressed vmlinux with a PVH note.
     pub kernel: PathBuf,
+    /// Firmware (`-bios`), e.g. qboot; QEMU's SeaBIOS if `None`.
+    pub firmware: Option<PathBuf>,
     /// The initramfs.
     pub initrd: PathBuf,
     /// The kernel command line.
@@ -52,6 +54,11 @@ impl QemuConfig {
         } else {
             push(&["-accel", "tcg", "-cpu", "max"]);
         }
+        if let Some(bios) = &self.firmware {
+            a.push("-bios".to_string());
+            a.push(bios.display().to_string());
+        }
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
         let mem = self.memory_mib.to_string();
         push(&["-smp", "1", "-m", &mem]);
         push(&["-serial", "stdio", "-monitor", "none"]);
@@ -297,6 +304,7 @@ mod tests {
             kvm: false,
             memory_mib: 1024,
             kernel: "/k/bzImage".into(),
+            firmware: None,
             initrd: "/k/initrd.cpio".into(),
             cmdline: "console=ttyS0 panic=-1".into(),
             channel_socket: "/run/g0/chan.sock".into(),

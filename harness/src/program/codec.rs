@@ -412,6 +412,7 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Program {
     };
     let mut scope = Scope::new();
     let mut comments = Vec::new();
+    let mut problems = Vec::new();
     while !r.is_empty() && program.steps.len() < limits.max_steps {
         if r.peek_is(&ANNOTATION) {
             r.pos += ANNOTATION.len();
@@ -440,13 +441,23 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Program {
             op,
             comments: std::mem::take(&mut comments),
         };
+        // The choices above only offer what the rules allow, so this check
+        // finds nothing but bad comment characters, unless the decoder has a
+        // bug; either way fixup below makes the program valid.
+        rules::check_step(&scope, &step, program.steps.len(), &mut problems);
         scope.apply(&step, program.steps.len());
         program.steps.push(step);
     }
-    // The choices above are the rules, so this only repairs what no rule
-    // covers in the choices themselves (comment characters, kernel names);
-    // checking first keeps the common case fast.
-    if !rules::validate(&program).is_empty() {
+    let kernel_ok = program
+        .header
+        .kernel
+        .as_deref()
+        .is_none_or(rules::kernel_ok);
+    let comments_ok = program
+        .comments
+        .iter()
+        .all(|c| rules::comment_bad_char(c).is_none());
+    if !problems.is_empty() || !kernel_ok || !comments_ok {
         program.fixup();
     }
     program

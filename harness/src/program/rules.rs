@@ -33,9 +33,10 @@ pub const FOLL_ALLOWED: Foll = Foll(Foll::WRITE.0 | Foll::LONGTERM.0 | Foll::FOR
 /// One past the last page a range of a mapping placed `offset` pages into
 /// its slot may touch: the end of the slot. Ranges may run past the end of
 /// the mapping into the unmapped rest of the slot (EFAULT, partial GUP),
-/// never into the next slot, which belongs to another mapping.
+/// never into the next slot, which belongs to another mapping. (An offset
+/// past [`MAX_MAP_OFFSET`], itself a broken rule, counts as the largest.)
 pub fn range_limit(offset: u16) -> u16 {
-    u16::try_from(SLOT_PAGES).expect("SLOT_PAGES fits in u16") - offset
+    u16::try_from(SLOT_PAGES).expect("SLOT_PAGES fits in u16") - offset.min(MAX_MAP_OFFSET)
 }
 
 /// The longest range an operation takes: [`MAX_GUP_PAGES`] for a GUP call
@@ -327,6 +328,10 @@ impl Checker<'_> {
             return;
         };
         let limit = range_limit(info.offset);
+        let ok = !range.is_empty() && range.end <= limit && range.len() <= max_range_len(op);
+        if ok {
+            return;
+        }
         let name = format!("m{}[{}..{}]", map.0, range.start, range.end);
         if range.is_empty() {
             self.report(

@@ -40,6 +40,8 @@ pub struct KernelSpec {
     pub bzimage: PathBuf,
     /// The uncompressed kernel, booted through PVH when present (faster).
     pub vmlinux: Option<PathBuf>,
+    /// The build tree modules are compiled against (`KDIR`).
+    pub build_dir: PathBuf,
     /// The helper module built for it.
     pub module: PathBuf,
     /// sha256 of the module (part of the initramfs cache key).
@@ -67,6 +69,7 @@ impl KernelSpec {
                 .as_ref()
                 .map(|v| dir.join(v))
                 .filter(|v| v.is_file()),
+            build_dir: dir.join(&manifest.build_dir),
             module: dir.join(&built.ko),
             module_sha256: built.ko_sha256.clone(),
             extra_modules: manifest

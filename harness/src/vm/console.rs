@@ -158,7 +158,7 @@ const PATTERNS: &[Pattern] = &[
         kind: CrashKind::BadPage,
     },
     Pattern {
-        re: r"refcount_t: ([a-z ;\-]+?)\.?$",
+        re: r"refcount_t: ([a-z0-9 ;\-]+?)\.?$",
         title: "refcount bug: $1",
         kind: CrashKind::Refcount,
     },
@@ -319,6 +319,14 @@ pub fn scan(text: &str) -> Vec<Finding> {
         }
         let mut title = String::new();
         caps.expand(pattern.title, &mut title);
+        // Out-of-tree code prints absolute source paths (`kernel BUG at
+        // /tmp/build-1234/x.c`): keep the file name only, so the title
+        // does not depend on where the module was built.
+        if let Some(abs) = title.find(" /") {
+            let (head, path) = title.split_at(abs + 1);
+            let base = path.rsplit('/').next().unwrap_or(path);
+            title = format!("{head}{base}");
+        }
         if title.contains("{rip}") {
             let rip = lines[i..lines.len().min(i + RIP_LOOKAHEAD)]
                 .iter()
@@ -400,6 +408,8 @@ mod tests {
         assert_eq!(scan(a)[0].title, "WARNING in try_grab_folio");
         assert_eq!(scan(a)[0].title, scan(b)[0].title);
         assert!(scan("[    0.000000] Linux version 6.12\n").is_empty());
+        let bug = "[ 1.0] kernel BUG at /tmp/build-77/crashme.c:85!\n";
+        assert_eq!(scan(bug)[0].title, "kernel BUG at crashme.c");
     }
 
     /// Golden files: `TITLE: …` and `KIND: …` header lines (empty title and

@@ -555,8 +555,26 @@ impl Guest {
         Ok(())
     }
 
-    fn console_len(&self) -> usize {
+    /// Bytes of console output of the running guest so far (a mark for
+    /// [`Guest::console_since`]).
+    pub fn console_len(&self) -> usize {
         self.vm.as_ref().map_or(0, |r| r.qemu.console.len())
+    }
+
+    /// Console output of the running guest from byte `mark` on.
+    pub fn console_since(&self, mark: usize) -> String {
+        self.vm
+            .as_ref()
+            .map_or_else(String::new, |r| r.qemu.console.since(mark))
+    }
+
+    /// Wait up to `timeout` for `needle` in the console after `mark`.
+    pub fn wait_console(&self, mark: usize, timeout: Duration, needle: &str) -> bool {
+        self.vm.as_ref().is_some_and(|r| {
+            r.qemu
+                .console
+                .wait_for(mark, timeout, |t| t.contains(needle))
+        })
     }
 
     /// Kernel incidents between `mark` and program `seq`'s end marker.

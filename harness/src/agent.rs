@@ -15,7 +15,6 @@
 //! kernel's own messages on the console): [`begin_marker`] before the first
 //! step and [`end_marker`] before the final response.
 
-pub mod exec_shim;
 pub mod init;
 pub mod port;
 
@@ -30,8 +29,12 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::channel::{
-    Channel, ChannelError, FrameError, HelloInfo, ModuleInfo, PROTOCOL_VERSION, Request, Response,
+    Channel, ChannelError, FrameError, HelloInfo, ModuleInfo, ModuleStatus, PROTOCOL_VERSION,
+    Request, Response,
 };
+use crate::exec::{self, ExecConfig, Settings};
+use crate::op::Program;
+use crate::uapi::PinfuzzDev;
 use port::Port;
 
 /// The agent prints this, then ` version=… protocol=… uptime_ms=…`, when it serves.
@@ -83,6 +86,12 @@ fn boot_and_serve() -> Result<()> {
         .into_iter()
         .map(|e| format!("{e:#}"))
         .collect();
+    // Right after /proc exists, before the heap grows: no THPs in the
+    // agent, which would show up in a program's THP counters (see
+    // exec::prepare_caller).
+    if let Err(err) = exec::prepare_caller() {
+        setup_errors.push(format!("prepare_caller: {err:#}"));
+    }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let mut module = ModuleInfo {
         params: init::module_params(&cmdline),
@@ -98,12 +107,12 @@ fn boot_and_serve() -> Result<()> {
         Err(err) => module.error = Some(format!("{err:#}")),
     }
     if module.loaded {
-        match exec_shim::module_status(Path::new(init::DEVICE_PATH)) {
+        match module_status(Path::new(init::DEVICE_PATH)) {
             Ok(status) => module.status = Some(status),
             Err(err) => module.error = Some(format!("{err:#}")),
         }
     }
-    if let Err(err) = exec_shim::prepare_guest() {
+    if let Err(err) = exec::prepare_guest(&Settings::default()) {
         setup_errors.push(format!("prepare_guest: {err:#}"));
     }
     for err in &setup_errors {
@@ -208,17 +217,12 @@ impl Agent {
 
     fn run_program(&mut self, seq: u64, text: &str, timeout: Duration) -> Result<()> {
         self.kmsg_line(&begin_marker(seq));
-        let result = exec_shim::parse_program(text).and_then(|program| {
+        let result = parse_program(text).and_then(|program| {
             let chan = &mut self.chan;
-            exec_shim::run_program(
-                &program,
-                &exec_shim::ExecConfig::default(),
-                timeout,
-                &mut |obs| {
-                    chan.send(&Response::Step(Box::new(obs)))
-                        .context("send step observation")
-                },
-            )
+            exec::run_program(&program, &ExecConfig::guest(), timeout, &mut |obs| {
+                chan.send(&Response::Step(Box::new(obs)))
+                    .context("send step observation")
+            })
         });
         // The end marker goes out before the final response, so when the
         // host has the response it only has to wait for console lines
@@ -239,6 +243,24 @@ impl Agent {
             println!("{line}");
         }
     }
+}
+
+/// Parse program text with the strict parser (the one source of truth for
+/// what a program means); errors carry line and column.
+fn parse_program(text: &str) -> Result<Program> {
+    Program::parse_strict(text, "<channel>").map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `PINFUZZ_IOC_STATUS` on a fresh open of the helper's device.
+fn module_status(dev: &Path) -> Result<ModuleStatus> {
+    let status = PinfuzzDev::open(dev)?
+        .status()
+        .map_err(|e| anyhow::anyhow!("PINFUZZ_IOC_STATUS on {}: {e}", dev.display()))?;
+    Ok(ModuleStatus {
+        abi_version: status.abi_version,
+        fault: status.fault,
+        pages_held_total: status.pages_held_total,
+    })
 }
 
 /// Reap children that ended up with pid 1 (orphans of the executor's

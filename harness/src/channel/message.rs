@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::exec_shim::RunSummary;
+use crate::exec::RunSummary;
 use crate::obs::StepObs;
 
 /// What the host asks.

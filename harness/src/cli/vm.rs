@@ -151,11 +151,10 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             );
         }
         match &run.end {
-            RunEnd::Finished(summary) if summary.stopped.is_none() => {}
-            RunEnd::Finished(summary) => bail!(
-                "smoke program stopped early: {}",
-                summary.stopped.as_deref().unwrap_or("")
-            ),
+            RunEnd::Finished(summary) => match &summary.stopped {
+                Some(stop) => bail!("smoke program stopped early: {stop}"),
+                None => {}
+            },
             RunEnd::Failed(msg) => bail!("smoke program failed in the guest: {msg}"),
             RunEnd::Crashed(c) => bail!("guest crashed: {} ({})\n{}", c.title, c.kind, c.excerpt),
         }

@@ -26,9 +26,9 @@ use super::accel::{self, Accel, Verdict};
 use super::console::{self, CrashKind, CrashReport};
 use super::initramfs;
 use super::qemu::{Qemu, QemuConfig};
-use crate::agent::exec_shim::RunSummary;
 use crate::agent::{READY_PREFIX, end_marker};
 use crate::channel::{Channel, HelloInfo, Request, Response};
+use crate::exec::RunSummary;
 use crate::kernel::{Cache, KernelSpec};
 use crate::obs::StepObs;
 use crate::op::Program;
@@ -481,8 +481,7 @@ impl Guest {
         timeout: Duration,
         on_step: &mut dyn FnMut(&StepObs) -> Result<()>,
     ) -> Result<GuestRun> {
-        let text = crate::agent::exec_shim::program_text(program)?;
-        self.run_program_text(&text, timeout, on_step)
+        self.run_program_text(&program.to_string(), timeout, on_step)
     }
 
     /// Run a program given as canonical text.

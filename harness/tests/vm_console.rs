@@ -76,18 +76,63 @@ fn kernel_incidents_are_detected_and_followed_by_a_fresh_guest() {
     };
     let mut guest = Guest::boot(&spec, &opts).expect("boot");
     let boot_console = guest.console_since(0);
-    assert!(console::report(&boot_console).is_none(), "boot console shows an incident");
+    assert!(
+        console::report(&boot_console).is_none(),
+        "boot console shows an incident"
+    );
     golden("01-clean-boot", "", "none", &boot_console);
 
     // (trigger, expected title, expected kind, golden file name)
     let cases: [(&str, &str, &[u8], &str, CrashKind); 7] = [
-        ("02-warn", "/sys/kernel/debug/crashme", b"warn", "WARNING in crashme_warn", CrashKind::Warning),
-        ("03-refcount", "/sys/kernel/debug/crashme", b"refcount", "refcount bug: decrement hit 0; leaking memory", CrashKind::Refcount),
-        ("04-bad-page", "/sys/kernel/debug/crashme", b"badpage", "BUG: Bad page state", CrashKind::BadPage),
-        ("05-soft-lockup", "/sys/kernel/debug/crashme", b"lockup", "BUG: soft lockup in", CrashKind::SoftLockup),
-        ("06-null-deref", "/sys/kernel/debug/crashme", b"oops", "BUG: kernel NULL pointer dereference in crashme_oops", CrashKind::Oops),
-        ("07-bug", "/sys/kernel/debug/crashme", b"bug", "kernel BUG at crashme.c", CrashKind::Bug),
-        ("08-sysrq-panic", "/proc/sysrq-trigger", b"c", "kernel panic: sysrq triggered crash", CrashKind::Panic),
+        (
+            "02-warn",
+            "/sys/kernel/debug/crashme",
+            b"warn",
+            "WARNING in crashme_warn",
+            CrashKind::Warning,
+        ),
+        (
+            "03-refcount",
+            "/sys/kernel/debug/crashme",
+            b"refcount",
+            "refcount bug: decrement hit 0; leaking memory",
+            CrashKind::Refcount,
+        ),
+        (
+            "04-bad-page",
+            "/sys/kernel/debug/crashme",
+            b"badpage",
+            "BUG: Bad page state",
+            CrashKind::BadPage,
+        ),
+        (
+            "05-soft-lockup",
+            "/sys/kernel/debug/crashme",
+            b"lockup",
+            "BUG: soft lockup in",
+            CrashKind::SoftLockup,
+        ),
+        (
+            "06-null-deref",
+            "/sys/kernel/debug/crashme",
+            b"oops",
+            "BUG: kernel NULL pointer dereference in crashme_oops",
+            CrashKind::Oops,
+        ),
+        (
+            "07-bug",
+            "/sys/kernel/debug/crashme",
+            b"bug",
+            "kernel BUG at crashme.c",
+            CrashKind::Bug,
+        ),
+        (
+            "08-sysrq-panic",
+            "/proc/sysrq-trigger",
+            b"c",
+            "kernel panic: sysrq triggered crash",
+            CrashKind::Panic,
+        ),
     ];
     for (name, path, what, title, kind) in cases {
         let boots = guest.boots();
@@ -110,13 +155,20 @@ fn kernel_incidents_are_detected_and_followed_by_a_fresh_guest() {
                 (report, text)
             }
         };
-        assert!(got.title.starts_with(title), "{name}: title {:?}, want {title:?}\n{text}", got.title);
+        assert!(
+            got.title.starts_with(title),
+            "{name}: title {:?}, want {title:?}\n{text}",
+            got.title
+        );
         assert_eq!(got.kind, kind, "{name}: {text}");
         golden(name, &got.title, got.kind.name(), &text);
         // Whatever happened, the next guest works.
         guest.restart().expect("restart");
         assert!(guest.boots() > boots);
         let hello = guest.hello().expect("hello after restart");
-        assert!(hello.module.loaded, "{name}: module not loaded after restart");
+        assert!(
+            hello.module.loaded,
+            "{name}: module not loaded after restart"
+        );
     }
 }

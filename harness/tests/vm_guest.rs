@@ -1,0 +1,154 @@
+//! The guest end to end on the default kernel (ignored by default: needs
+//! QEMU and a provisioned kernel; CI runs `--ignored` after
+//! `pinfuzz kernel fetch`, and these tests fail, never skip, without QEMU).
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::kernel::{self, Cache, KernelSpec};
+use harness::op::Program;
+use harness::vm::smoke::SMOKE_PROGRAM;
+use harness::vm::{CrashKind, Guest, GuestOptions, GuestRun, RunEnd};
+
+fn default_kernel() -> KernelSpec {
+    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-system-x86_64 is not installed: `apt-get install --no-install-recommends \
+         qemu-system-x86` (this test must not pass without a guest)"
+    );
+    let cache = Cache::from_env().expect("cache");
+    kernel::ensure(&cache, kernel::DEFAULT_KERNEL)
+        .unwrap_or_else(|e| panic!("provisioning {} failed: {e:#}", kernel::DEFAULT_KERNEL))
+}
+
+/// The smoke program ran completely and plausibly.
+fn assert_smoke_ok(run: &GuestRun) {
+    match &run.end {
+        RunEnd::Finished(summary) => {
+            assert!(summary.stopped.is_none(), "stopped: {:?}", summary.stopped);
+            let reset = summary.reset.as_ref().expect("reset check ran");
+            assert!(reset.ok, "reset check failed: {reset:?}");
+        }
+        other => panic!("smoke program did not finish: {other:?}"),
+    }
+    assert!(
+        run.incidents.is_empty(),
+        "kernel incidents: {:?}",
+        run.incidents
+    );
+    assert_eq!(run.steps.len(), 9);
+    // Step 2 pins two pages, step 3 unpins them: nr_foll_pin_acquired and
+    // nr_foll_pin_released (vmstat[0], [1], since the program started).
+    assert_eq!(run.steps[2].vmstat[0], 2, "pins after pin_user_pages_fast");
+    assert_eq!(run.steps[3].vmstat[1], 2, "unpins after unpin");
+    let page = &run.steps[2].maps[0].pages[0];
+    assert!(page.present(), "pinned page not present: {page:?}");
+    assert!(
+        page.refcount >= 1025,
+        "pinned small page refcount {}",
+        page.refcount
+    );
+}
+
+#[test]
+#[ignore = "boots a QEMU guest; run with --ignored after `pinfuzz kernel fetch`"]
+fn smoke_program_runs_on_the_default_kernel() {
+    let spec = default_kernel();
+    let mut guest = Guest::boot(&spec, &GuestOptions::default()).expect("boot");
+    let hello = guest.hello().expect("hello");
+    assert_eq!(hello.kernel_release, spec.release);
+    assert!(hello.module.loaded, "{:?}", hello.module);
+    assert!(hello.setup_errors.is_empty(), "{:?}", hello.setup_errors);
+    let program = Program::parse_strict(SMOKE_PROGRAM, "smoke").expect("smoke parses");
+    let mut seen = 0;
+    let run = guest
+        .run_program(&program, Duration::from_secs(30), &mut |_| {
+            seen += 1;
+            Ok(())
+        })
+        .expect("run");
+    assert_eq!(seen, run.steps.len());
+    assert_smoke_ok(&run);
+    // The same guest serves the next program.
+    let run = guest
+        .run_program(&program, Duration::from_secs(30), &mut |_| Ok(()))
+        .expect("second run");
+    assert_smoke_ok(&run);
+    assert_eq!(guest.boots(), 1);
+}
+
+/// A program long enough to be interrupted: 400 single-page touches.
+fn long_program() -> String {
+    let mut text = String::from("pinfuzz v1 thp=never use_zero_page=1 kernel=any\n");
+    text.push_str("m0 = mmap(anon-private, pages=16, prot=rw)\n");
+    for i in 0..400 {
+        let p = i % 16;
+        text.push_str(&format!("touch(m0[{p}..{}], write)\n", p + 1));
+    }
+    text
+}
+
+#[test]
+#[ignore = "boots QEMU guests; run with --ignored after `pinfuzz kernel fetch`"]
+fn kill_and_panic_are_detected_and_followed_by_a_fresh_guest() {
+    let spec = default_kernel();
+    let smoke = Program::parse_strict(SMOKE_PROGRAM, "smoke").expect("smoke parses");
+    let long = Program::parse_strict(&long_program(), "long").expect("long program parses");
+    let mut guest = Guest::boot(&spec, &GuestOptions::default()).expect("boot");
+
+    // kill -9 of QEMU in the middle of a run.
+    let pid = guest.qemu_pid().expect("running");
+    let mut steps = 0;
+    let run = guest
+        .run_program(&long, Duration::from_secs(60), &mut |_| {
+            steps += 1;
+            if steps == 20 {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .expect("kill -9 QEMU");
+            }
+            Ok(())
+        })
+        .expect("run returns a crash, not an error");
+    let RunEnd::Crashed(crash) = &run.end else {
+        panic!("kill -9 not detected: {:?}", run.end);
+    };
+    assert_eq!(crash.kind, CrashKind::Lost, "{crash:?}");
+    assert_eq!(crash.title, "lost connection: QEMU killed by SIGKILL");
+    assert!(
+        crash.excerpt.contains("pinfuzz: begin"),
+        "excerpt lacks the program's console: {}",
+        crash.excerpt
+    );
+    assert!(
+        run.steps.len() >= 20 && run.steps.len() < 401,
+        "{} steps",
+        run.steps.len()
+    );
+    let run = guest
+        .run_program(&smoke, Duration::from_secs(30), &mut |_| Ok(()))
+        .expect("run after kill");
+    assert_smoke_ok(&run);
+    assert_eq!(guest.boots(), 2);
+
+    // A kernel panic on purpose.
+    let crash = guest
+        .write_file("/proc/sysrq-trigger", b"c")
+        .expect("write_file")
+        .expect("the panic is reported");
+    assert_eq!(crash.kind, CrashKind::Panic, "{crash:?}");
+    assert_eq!(crash.title, "kernel panic: sysrq triggered crash");
+    assert!(
+        crash.excerpt.contains("Kernel panic - not syncing"),
+        "{}",
+        crash.excerpt
+    );
+    let run = guest
+        .run_program(&smoke, Duration::from_secs(30), &mut |_| Ok(()))
+        .expect("run after panic");
+    assert_smoke_ok(&run);
+    assert_eq!(guest.boots(), 3);
+}

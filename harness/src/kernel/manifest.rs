@@ -93,6 +93,12 @@ pub struct Manifest {
     /// of files to load in order (dependencies first), relative to the
     /// entry directory. `zram` is recorded for swap in the guest.
     pub extra_modules: BTreeMap<String, Vec<PathBuf>>,
+    /// Image modules the guest must load before it can talk to the host
+    /// (the virtio PCI transport and virtio console, when the kernel has
+    /// them as modules, as Debian 6.1 does), in load order, relative to
+    /// the entry directory; `None` if not determined yet.
+    #[serde(default)]
+    pub boot_modules: Option<Vec<PathBuf>>,
     /// The helper module, once built.
     pub module: Option<ModuleBuild>,
     /// When the kernel was fetched or registered (seconds since the epoch).
@@ -176,6 +182,7 @@ mod tests {
                 "zram".to_string(),
                 vec![PathBuf::from("root/lib/modules/x/zram.ko.xz")],
             )]),
+            boot_modules: Some(Vec::new()),
             module: Some(ModuleBuild {
                 source_dir: "/src/kmod".into(),
                 source_sha256: "ab".repeat(32),

@@ -46,6 +46,8 @@ pub struct KernelSpec {
     pub module: PathBuf,
     /// sha256 of the module (part of the initramfs cache key).
     pub module_sha256: String,
+    /// Image modules the guest loads first (virtio, when modular).
+    pub boot_modules: Vec<PathBuf>,
     /// Image modules kept for later use (see [`Manifest::extra_modules`]).
     pub extra_modules: BTreeMap<String, Vec<PathBuf>>,
 }
@@ -72,6 +74,12 @@ impl KernelSpec {
             build_dir: dir.join(&manifest.build_dir),
             module: dir.join(&built.ko),
             module_sha256: built.ko_sha256.clone(),
+            boot_modules: manifest
+                .boot_modules
+                .iter()
+                .flatten()
+                .map(|p| dir.join(p))
+                .collect(),
             extra_modules: manifest
                 .extra_modules
                 .iter()

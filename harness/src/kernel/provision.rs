@@ -87,6 +87,7 @@ pub fn fetch_debian(cache: &Cache, req: &FetchRequest) -> Result<Manifest> {
     let modules_dir = root.join("lib/modules").join(&release);
     let (extra_modules, mut notes) = keep_extra_modules(&dir, &modules_dir)?;
     let vmlinux = extract_vmlinux(&dir, &bzimage, &mut notes);
+    let boot_modules = Some(boot_modules(&dir, &modules_dir)?);
     let mut manifest = Manifest {
         schema: MANIFEST_SCHEMA,
         name,
@@ -101,6 +102,7 @@ pub fn fetch_debian(cache: &Cache, req: &FetchRequest) -> Result<Manifest> {
         build_dir: rel(&dir, &kdir),
         modules_dir: Some(rel(&dir, &modules_dir)),
         extra_modules,
+        boot_modules,
         module: None,
         fetched_at: now_secs(),
         notes,
@@ -144,6 +146,29 @@ fn extract_vmlinux(dir: &Path, bzimage: &Path, notes: &mut Vec<String>) -> Optio
             None
         }
     }
+}
+
+/// The image modules the guest's channel needs (virtio PCI transport,
+/// virtio console), in load order; empty when they are built in.
+fn boot_modules(dir: &Path, modules_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for name in ["virtio_pci", "virtio_console"] {
+        match unpack::image_module(modules_dir, name)? {
+            unpack::ImageModule::Loadable(found) => {
+                for f in found {
+                    let f = rel(dir, &f);
+                    if !files.contains(&f) {
+                        files.push(f);
+                    }
+                }
+            }
+            unpack::ImageModule::BuiltIn => {}
+            unpack::ImageModule::Absent => {
+                bail!("the kernel has no {name}: the guest could not talk to the host")
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Record the image modules a later task needs (zram for swap in the guest).
@@ -200,7 +225,7 @@ pub fn ensure_module(cache: &Cache, manifest: Manifest) -> Result<Manifest> {
     let wants_vmlinux = manifest.vmlinux.is_none()
         && matches!(manifest.origin, Origin::Debian { .. })
         && !manifest.notes.iter().any(|n| n.starts_with("no vmlinux"));
-    if fresh && !wants_vmlinux {
+    if fresh && !wants_vmlinux && manifest.boot_modules.is_some() {
         return Ok(manifest);
     }
     let _lock = cache.lock()?;
@@ -218,6 +243,14 @@ fn ensure_module_locked(cache: &Cache, mut manifest: Manifest) -> Result<Manifes
     {
         let bzimage = dir.join(&manifest.bzimage);
         manifest.vmlinux = extract_vmlinux(&dir, &bzimage, &mut manifest.notes);
+        manifest.save(&dir.join("manifest.json"))?;
+    }
+    if manifest.boot_modules.is_none() {
+        let modules = match &manifest.modules_dir {
+            Some(modules_dir) => boot_modules(&dir, &dir.join(modules_dir))?,
+            None => Vec::new(),
+        };
+        manifest.boot_modules = Some(modules);
         manifest.save(&dir.join("manifest.json"))?;
     }
     let source = match module::source_dir() {
@@ -314,6 +347,8 @@ pub fn register_user(
         build_dir: build_dir.clone(),
         modules_dir: None,
         extra_modules: BTreeMap::new(),
+        // A user's kernel is expected to have virtio built in.
+        boot_modules: Some(Vec::new()),
         module: None,
         fetched_at: now_secs(),
         notes: vec![format!("bzImage sha256 {}", module::file_sha256(&image)?)],

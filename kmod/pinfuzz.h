@@ -119,7 +119,12 @@ struct pinfuzz_release {
 
 /*
  * One page as the kernel sees it.  refcount is folio_ref_count() of the
- * page's folio.  For a range query the module looks the pages up with
+ * page's folio.  Both queries first drain the calling CPU's per-CPU LRU
+ * folio batches (lru_add_drain()), whose transient references on small
+ * folios would otherwise show (also the activation a range query's own
+ * FOLL_TOUCH lookup queues on a classic-LRU kernel such as Debian 6.1);
+ * with one CPU the refcounts are then exact, with several, other CPUs'
+ * batches may still hold references.  For a range query the module looks the pages up with
  * get_user_pages_remote(FOLL_GET | FOLL_FORCE | FOLL_NOFAULT) and reports
  * folio_ref_count() minus every lookup reference it holds on that folio at
  * that moment (one per page of the folio found in the same lookup batch,
@@ -188,13 +193,15 @@ struct pinfuzz_status {
  *
  * PUT_FOR_UNPIN: a pin handle is released with put_page() on every page
  *   (skipping the shared zero page, on which the pin took no reference).  An
- *   order-0 page keeps 1023 of its 1024 bias references, a large folio keeps
- *   its _pincount; nr_foll_pin_released does not move.
+ *   order-0 page keeps 1023 of its 1024 bias references (so it is never
+ *   freed), a large folio keeps its _pincount (when it is eventually freed,
+ *   the kernel reports "BUG: Bad page state ... nonzero pincount" and leaks
+ *   it); nr_foll_pin_released does not move.
  * LEAK_PIN: releasing (or closing the file with) a pin handle does nothing
  *   to the pages: the handle disappears and its pins stay forever.
- * DOUBLE_UNPIN: a pin handle is released by unpinning every page twice:
- *   nr_foll_pin_released grows by twice the pages, refcounts (or _pincount)
- *   drop below the true count.
+ * DOUBLE_UNPIN: a pin handle is released by unpinning every page twice,
+ *   the second time in accounting only (see below): nr_foll_pin_released
+ *   grows by twice the pages and a large folio's _pincount goes negative.
  * GET_FOR_PIN: a PIN entry point takes FOLL_GET instead, through the
  *   matching get_user_pages*() (FOLL_LONGTERM dropped, as FOLL_GET forbids
  *   it); the handle is still reported as a pin handle, but it is released
@@ -204,16 +211,18 @@ struct pinfuzz_status {
  *   _pincount, no nr_foll_pin_acquired, no unsharing or migration).
  * UNPIN_WRONG_PAGE: for page i of a pin handle of n pages the module unpins
  *   pages[min(i + 1, n - 1)]: the first page is never unpinned and the last
- *   one twice.  The vmstat counters balance, only per-page state shows the
- *   bug; a one-page handle or one whose pages share a folio shows nothing
+ *   one twice, the second time in accounting only.  The vmstat counters
+ *   balance, only per-page state shows the bug (the first page stays
+ *   pinned); a one-page handle or one whose pages share a folio shows nothing
  *   (the kernel accounts large folio pins per folio).  (A rule of
  *   pages[(i + 1) % n] would be a permutation of the pages and could not be
  *   observed at all.)
- * No fault mode lets the module free a folio: where a deliberately wrong
- * release would drop a folio's refcount to zero (a page still mapped or held
- * elsewhere would then be reused while in use and crash the guest before
- * anything could be observed), the module holds a guard reference across the
- * release and stops at a refcount of 1; the folio then leaks.
+ * "In accounting only": a real second unpin would drop references the page
+ * still needs, free it while it is mapped or held and crash (or silently
+ * corrupt) the guest before anything could be observed, so the module only
+ * applies what gup_put_folio() changes besides the refcount:
+ * nr_foll_pin_released, and _pincount for a large folio.  No fault mode
+ * makes a refcount smaller than the references that remain.
  */
 #define PINFUZZ_FAULT_NONE		0
 #define PINFUZZ_FAULT_PUT_FOR_UNPIN	1	/* release a pin with put_page() */

@@ -12,6 +12,7 @@
 #include <linux/mm.h>
 #include <linux/huge_mm.h>
 #include <linux/page-flags.h>
+#include <linux/pagevec.h>
 
 #include "pinfuzz.h"
 
@@ -80,14 +81,41 @@ static inline long pf_pin_user_pages_remote(struct mm_struct *mm,
 }
 
 /* _pincount of a large folio (6.1: first tail page's compound_pincount). */
+static inline atomic_t *pf_folio_pincount_ptr(struct folio *folio)
+{
+#if !PINFUZZ_LINUX_6_1
+	return &folio->_pincount;
+#else
+	return folio_pincount_ptr(folio);
+#endif
+}
+
 static inline int pf_folio_pincount(struct folio *folio)
 {
 	if (!folio_test_large(folio))
 		return 0;
+	return atomic_read(pf_folio_pincount_ptr(folio));
+}
+
+/*
+ * lru_add_drain() for this CPU: move the folios queued in the per-CPU LRU
+ * batches (mm/swap.c), dropping the reference each holds.  lru_add_drain()
+ * is not exported, but releasing an empty batch calls it first:
+ * __folio_batch_release() (6.12) / __pagevec_release() (6.1), both
+ * EXPORT_SYMBOL.
+ */
+static inline void pf_lru_add_drain(void)
+{
 #if !PINFUZZ_LINUX_6_1
-	return atomic_read(&folio->_pincount);
+	struct folio_batch fbatch;
+
+	folio_batch_init(&fbatch);
+	__folio_batch_release(&fbatch);
 #else
-	return atomic_read(folio_pincount_ptr(folio));
+	struct pagevec pvec;
+
+	pagevec_init(&pvec);
+	__pagevec_release(&pvec);
 #endif
 }
 

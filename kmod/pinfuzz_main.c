@@ -67,6 +67,9 @@ struct pinfuzz_handle {
 
 /* One open /dev/pinfuzz. */
 struct pinfuzz_file {
+	/* Taken after lock when both are held. */
+	struct mutex query_lock;	/* guards qb */
+	struct pinfuzz_query_buf *qb;	/* query scratch space, on first use */
 	struct mutex lock;		/* guards everything below */
 	struct xarray handles;		/* id -> struct pinfuzz_handle */
 	u32 next_id;			/* xa_alloc_cyclic() cursor */
@@ -136,35 +139,29 @@ static struct mm_struct *pinfuzz_get_mm(pid_t nr)
 }
 
 /*
- * Never let a deliberately wrong release free a folio: the fault modes exist
- * to be observed, and a freed page that is still mapped or held elsewhere
- * would crash the guest first.  Drop up to @guard references from @folio,
- * stopping at a refcount of 1 (the folio then leaks).
+ * The second unpin of DOUBLE_UNPIN and UNPIN_WRONG_PAGE, in accounting only:
+ * what gup_put_folio() (mm/gup.c) changes besides the refcount --
+ * NR_FOLL_PIN_RELEASED, and _pincount for a large folio.  The refcount is
+ * left alone because a real over-release would free a page that is still
+ * mapped or held, and the guest would crash or corrupt memory before
+ * pinfuzz could observe anything; no floor short of the true count is safe,
+ * since transient references (LRU batches, speculative GUP-fast) may be the
+ * ones that end up dropping it to zero.
  */
-static void pinfuzz_drop_guard(struct folio *folio, int guard)
-{
-	int old = folio_ref_count(folio);
-	int drop;
-
-	do {
-		drop = min(guard, old - 1);
-		if (drop <= 0)
-			return;
-	} while (!atomic_try_cmpxchg(&folio->_refcount, &old, old - drop));
-}
-
-/* Unpin @page @times times under a guard (see pinfuzz_drop_guard()). */
-static void pinfuzz_unpin_guarded(struct page *page, unsigned int times,
-				  bool dirty)
+static void pinfuzz_phantom_unpin(struct page *page)
 {
 	struct folio *folio = page_folio(page);
-	int guard = times * GUP_PIN_COUNTING_BIAS;
-	unsigned int i;
 
-	folio_ref_add(folio, guard);
-	for (i = 0; i < times; i++)
-		unpin_user_pages_dirty_lock(&page, 1, dirty);
-	pinfuzz_drop_guard(folio, guard);
+	if (is_zero_folio(folio))
+		return;		/* gup_put_folio() ignores the zero page too */
+	mod_node_page_state(folio_pgdat(folio), NR_FOLL_PIN_RELEASED, 1);
+	if (folio_test_large(folio))
+		atomic_dec(pf_folio_pincount_ptr(folio));
+}
+
+static void pinfuzz_unpin_one(struct page *page, bool dirty)
+{
+	unpin_user_pages_dirty_lock(&page, 1, dirty);
 }
 
 /* Release a pin handle the wrong way, as fault mode pinfuzz_fault says. */
@@ -176,22 +173,28 @@ static void pinfuzz_release_pin_faulty(struct pinfuzz_handle *h, bool dirty)
 	case PINFUZZ_FAULT_PUT_FOR_UNPIN:
 		for (i = 0; i < n; i++) {
 			/* FOLL_PIN took no reference on the zero page. */
-			if (is_zero_page(h->pages[i]))
-				continue;
-			/* put_page(), short of freeing the folio */
-			pinfuzz_drop_guard(page_folio(h->pages[i]), 1);
+			if (!is_zero_page(h->pages[i]))
+				put_page(h->pages[i]);
 		}
 		break;
 	case PINFUZZ_FAULT_LEAK_PIN:
 		break;
 	case PINFUZZ_FAULT_DOUBLE_UNPIN:
-		for (i = 0; i < n; i++)
-			pinfuzz_unpin_guarded(h->pages[i], 2, dirty);
+		for (i = 0; i < n; i++) {
+			pinfuzz_unpin_one(h->pages[i], dirty);
+			pinfuzz_phantom_unpin(h->pages[i]);
+		}
 		break;
 	case PINFUZZ_FAULT_UNPIN_WRONG_PAGE:
-		for (i = 0; i < n; i++)
-			pinfuzz_unpin_guarded(h->pages[min(i + 1, n - 1)], 1,
-					      dirty);
+		/* pages[1..n-1] once each, pages[n-1] once more, pages[0] never */
+		for (i = 0; i < n; i++) {
+			if (i + 1 < n)
+				pinfuzz_unpin_one(h->pages[i + 1], dirty);
+			else if (n > 1)
+				pinfuzz_phantom_unpin(h->pages[n - 1]);
+			else
+				pinfuzz_unpin_one(h->pages[0], dirty);
+		}
 		break;
 	}
 }
@@ -521,6 +524,25 @@ static long pinfuzz_ioctl_release(struct pinfuzz_file *pf,
 	return 0;
 }
 
+/*
+ * The file's query scratch space, allocated on first use, with
+ * pf->query_lock held (the caller unlocks it).  Kept for the file's lifetime:
+ * queries run after every pinfuzz step, and allocating (and clearing) it
+ * each time was a measurable part of a small query's cost.
+ */
+static struct pinfuzz_query_buf *pinfuzz_get_query_buf(struct pinfuzz_file *pf)
+{
+	if (mutex_lock_killable(&pf->query_lock))
+		return ERR_PTR(-EINTR);
+	if (!pf->qb)
+		pf->qb = pinfuzz_query_buf_alloc();
+	if (!pf->qb) {
+		mutex_unlock(&pf->query_lock);
+		return ERR_PTR(-ENOMEM);
+	}
+	return pf->qb;
+}
+
 static long pinfuzz_ioctl_query(struct pinfuzz_file *pf, unsigned int cmd,
 				struct pinfuzz_query __user *uarg)
 {
@@ -550,37 +572,41 @@ static long pinfuzz_ioctl_query(struct pinfuzz_file *pf, unsigned int cmd,
 	if (!access_ok(uinfo, args.nr_pages * sizeof(*uinfo)))
 		return -EFAULT;
 
-	qb = pinfuzz_query_buf_alloc();
-	if (!qb)
-		return -ENOMEM;
-
 	if (cmd == PINFUZZ_IOC_QUERY_RANGE) {
 		mm = pinfuzz_get_mm(args.pid);
-		if (IS_ERR(mm)) {
-			ret = PTR_ERR(mm);
-			goto free;
+		if (IS_ERR(mm))
+			return PTR_ERR(mm);
+		qb = pinfuzz_get_query_buf(pf);
+		if (IS_ERR(qb)) {
+			mmput(mm);
+			return PTR_ERR(qb);
 		}
 		ret = pinfuzz_query_range(qb, mm, args.addr, args.nr_pages,
 					  uinfo);
+		mutex_unlock(&pf->query_lock);
 		mmput(mm);
-		goto free;
+		return ret;
 	}
 
 	/* The table lock keeps the handle, and so its references, alive. */
-	if (mutex_lock_killable(&pf->lock)) {
-		ret = -EINTR;
-		goto free;
-	}
+	if (mutex_lock_killable(&pf->lock))
+		return -EINTR;
 	h = xa_load(&pf->handles, args.handle);
-	if (!h)
+	if (!h) {
 		ret = -ENOENT;
-	else if (h->nr_pages != args.nr_pages)
+	} else if (h->nr_pages != args.nr_pages) {
 		ret = -EINVAL;
-	else
-		ret = pinfuzz_query_pages(qb, h->pages, h->nr_pages, uinfo);
+	} else {
+		qb = pinfuzz_get_query_buf(pf);
+		if (IS_ERR(qb)) {
+			ret = PTR_ERR(qb);
+		} else {
+			ret = pinfuzz_query_pages(qb, h->pages, h->nr_pages,
+						  uinfo);
+			mutex_unlock(&pf->query_lock);
+		}
+	}
 	mutex_unlock(&pf->lock);
-free:
-	pinfuzz_query_buf_free(qb);
 	return ret;
 }
 
@@ -635,6 +661,7 @@ static int pinfuzz_open(struct inode *inode, struct file *file)
 	if (!pf)
 		return -ENOMEM;
 	mutex_init(&pf->lock);
+	mutex_init(&pf->query_lock);
 	xa_init_flags(&pf->handles, XA_FLAGS_ALLOC1);
 	file->private_data = pf;
 	return nonseekable_open(inode, file);
@@ -653,6 +680,8 @@ static int pinfuzz_release(struct inode *inode, struct file *file)
 		pinfuzz_handle_free(h, false);
 	}
 	xa_destroy(&pf->handles);
+	pinfuzz_query_buf_free(pf->qb);
+	mutex_destroy(&pf->query_lock);
 	mutex_destroy(&pf->lock);
 	kfree(pf);
 	return 0;

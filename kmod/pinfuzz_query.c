@@ -12,18 +12,24 @@
  * of a range and never faults anything in.  The lookup references are then
  * subtracted from the reported refcounts.
  *
+ * Both queries first drain this CPU's LRU folio batches, whose transient
+ * references would otherwise be counted (kernel-lab.md, trap 2): with one
+ * CPU, as in pinfuzz's guests, the refcounts reported are then exact.
+ *
  * This runs after every step of every pinfuzz program, over every page of
- * every mapping, so the common shapes are kept cheap: present pages are
- * looked up PINFUZZ_QUERY_CHUNK at a time; addresses outside any VMA and
- * whole unpopulated PMDs (or PUDs, P4Ds, PGDs) are skipped without a GUP
- * call; only a non-present page inside a populated page table costs a
- * failing one-page GUP call.
+ * every mapping, so it is kept cheap: the page tables are read first (as
+ * far as a module can, see query_span()) to split the range into runs of
+ * absent pages, which cost no GUP call, and runs of present pages, which
+ * are looked up with one GUP call per run (at most PINFUZZ_QUERY_CHUNK
+ * pages); a failing GUP call only happens when the page tables changed in
+ * between.
  */
 
 #include <linux/hash.h>
 #include <linux/mm.h>
 #include <linux/mmap_lock.h>
 #include <linux/pgtable.h>
+#include <linux/preempt.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -42,12 +48,14 @@ struct pinfuzz_query_slot {
 struct pinfuzz_query_buf {
 	struct page *pages[PINFUZZ_QUERY_CHUNK];
 	struct pinfuzz_page_info info[PINFUZZ_QUERY_CHUNK];
+	/* all empty between uses: only the slots used are cleared again */
 	struct pinfuzz_query_slot slots[1 << PINFUZZ_QUERY_HASH_BITS];
+	u16 slot_of[PINFUZZ_QUERY_CHUNK];	/* pages[i] -> slots[] index */
 };
 
 struct pinfuzz_query_buf *pinfuzz_query_buf_alloc(void)
 {
-	return kvmalloc(sizeof(struct pinfuzz_query_buf), GFP_KERNEL);
+	return kvzalloc(sizeof(struct pinfuzz_query_buf), GFP_KERNEL);
 }
 
 void pinfuzz_query_buf_free(struct pinfuzz_query_buf *qb)
@@ -55,8 +63,9 @@ void pinfuzz_query_buf_free(struct pinfuzz_query_buf *qb)
 	kvfree(qb);
 }
 
-static struct pinfuzz_query_slot *query_slot(struct pinfuzz_query_buf *qb,
-					     struct folio *folio)
+/* Index of @folio's slot (open addressing, linear probing). */
+static unsigned int query_slot(struct pinfuzz_query_buf *qb,
+			       struct folio *folio)
 {
 	unsigned int i = hash_ptr(folio, PINFUZZ_QUERY_HASH_BITS);
 	const unsigned int mask = (1 << PINFUZZ_QUERY_HASH_BITS) - 1;
@@ -64,7 +73,7 @@ static struct pinfuzz_query_slot *query_slot(struct pinfuzz_query_buf *qb,
 	/* At most PINFUZZ_QUERY_CHUNK folios in 2x as many slots: ends. */
 	while (qb->slots[i].folio && qb->slots[i].folio != folio)
 		i = (i + 1) & mask;
-	return &qb->slots[i];
+	return i;
 }
 
 /*
@@ -143,44 +152,85 @@ static void query_fill_looked_up(struct pinfuzz_query_buf *qb,
 {
 	struct page **pages = qb->pages + first;
 	struct pinfuzz_page_info *info = qb->info + first;
-	struct pinfuzz_query_slot *slot;
-	unsigned int i;
+	struct folio *folio;
+	unsigned int i, s;
 
-	memset(qb->slots, 0, sizeof(qb->slots));
 	for (i = 0; i < n; i++) {
-		slot = query_slot(qb, page_folio(pages[i]));
-		slot->folio = page_folio(pages[i]);
-		slot->refs++;
-	}
-	for (i = 0; i < n; i++) {
-		slot = query_slot(qb, page_folio(pages[i]));
-		query_fill(&info[i], pages[i], slot->refs,
-			   i ? &info[i - 1] : NULL);
+		folio = page_folio(pages[i]);
+		s = query_slot(qb, folio);
+		qb->slots[s].folio = folio;
+		qb->slots[s].refs++;
+		qb->slot_of[i] = s;
 	}
 	for (i = 0; i < n; i++)
+		query_fill(&info[i], pages[i], qb->slots[qb->slot_of[i]].refs,
+			   i ? &info[i - 1] : NULL);
+	for (i = 0; i < n; i++) {
+		qb->slots[qb->slot_of[i]].folio = NULL;
+		qb->slots[qb->slot_of[i]].refs = 0;
 		put_page(pages[i]);
+	}
 }
 
 /*
- * Number of pages from @addr (at most @max) that certainly have nothing
- * mapped: outside any VMA, or under an empty page table entry above the PTE
- * level.  0 means a page may be present at @addr.  Caller holds
+ * Count the pages of the PTE table mapped by @pmd that look alike (present,
+ * or not) from @addr up to @end.  This only steers the lookup -- a page that
+ * looks present is still looked up with GUP, which has the last word -- so
+ * it may read a PTE table that is being changed.  It must not read one that
+ * is being freed: as __pte_offset_map() (mm/pgtable-generic.c, not exported)
+ * does it, the table is found from one snapshot of the PMD and read under
+ * rcu_read_lock(), since page tables that go away while the mmap lock is
+ * only held for read (khugepaged's retract_page_tables()) are freed by RCU
+ * (pte_free_defer()).
+ */
+static unsigned long query_pte_span(pmd_t *pmd, unsigned long addr,
+				    unsigned long end, bool *present)
+{
+	unsigned long n, max = (end - addr) >> PAGE_SHIFT;
+	pmd_t pmdval;
+	pte_t *pte;
+
+	rcu_read_lock();
+	pmdval = READ_ONCE(*pmd);
+	if (pmd_none(pmdval) || pmd_trans_huge(pmdval) || pmd_devmap(pmdval) ||
+	    pmd_leaf(pmdval) || pmd_bad(pmdval)) {
+		/* changed under us: let GUP look at one page */
+		rcu_read_unlock();
+		*present = true;
+		return 1;
+	}
+	pte = pte_offset_kernel(&pmdval, addr);
+	/* pte_present() returns flag bits (_PAGE_PROTNONE for PROT_NONE) */
+	*present = pte_present(ptep_get(pte));
+	for (n = 1; n < max; n++)
+		if (!!pte_present(ptep_get(pte + n)) != *present)
+			break;
+	rcu_read_unlock();
+	return n;
+}
+
+/*
+ * Split the pages from @addr (at most @max) into runs: returns the length of
+ * the run that starts at @addr, which is either certainly absent (outside
+ * any VMA, under an empty page table entry, or a non-present PTE:
+ * *present = false) or worth a GUP lookup (*present = true).  Caller holds
  * mmap_read_lock(mm), which keeps the VMA tree and, inside a VMA, the page
- * table pages above the PTE level in place (they are only freed by
- * free_pgtables() after the VMA is gone), as for GUP's own walk
+ * tables above the PTE level in place (only free_pgtables() frees them,
+ * after the VMA is gone), as GUP's own walk relies on
  * (mm/gup.c: follow_page_mask()).
  */
-static unsigned long query_absent_span(struct mm_struct *mm,
-				       unsigned long addr, unsigned long max)
+static unsigned long query_span(struct mm_struct *mm, unsigned long addr,
+				unsigned long max, bool *present)
 {
 	unsigned long end = addr + max * PAGE_SIZE;
 	struct vm_area_struct *vma;
 	unsigned long next;
+	pmd_t *pmd, pmdval;
 	pgd_t *pgd;
 	p4d_t *p4d;
 	pud_t *pud;
-	pmd_t *pmd;
 
+	*present = false;
 	vma = find_vma(mm, addr);
 	if (!vma || vma->vm_start >= end)
 		return max;
@@ -200,13 +250,21 @@ static unsigned long query_absent_span(struct mm_struct *mm,
 	next = pud_addr_end(addr, end);
 	if (pud_none(READ_ONCE(*pud)))
 		return (next - addr) >> PAGE_SHIFT;
+	*present = true;
 	if (pud_leaf(READ_ONCE(*pud)))
-		return 0;
+		return (next - addr) >> PAGE_SHIFT;
 	pmd = pmd_offset(pud, addr);
 	next = pmd_addr_end(addr, end);
-	if (pmd_none(READ_ONCE(*pmd)))
+	pmdval = READ_ONCE(*pmd);
+	if (pmd_none(pmdval)) {
+		*present = false;
 		return (next - addr) >> PAGE_SHIFT;
-	return 0;
+	}
+	/* PMD-mapped THP or hugetlb, or anything odd: GUP decides */
+	if (pmd_trans_huge(pmdval) || pmd_devmap(pmdval) || pmd_leaf(pmdval) ||
+	    pmd_bad(pmdval))
+		return (next - addr) >> PAGE_SHIFT;
+	return query_pte_span(pmd, addr, next, present);
 }
 
 /*
@@ -222,29 +280,37 @@ static void query_range_locked(struct pinfuzz_query_buf *qb,
 	 * in (mm/gup.c: faultin_page() returns -EFAULT).
 	 */
 	const unsigned int gup_flags = FOLL_GET | FOLL_FORCE | FOLL_NOFAULT;
-	unsigned int i = 0, absent, want;
+	unsigned int i = 0, run;
+	bool present;
 	long got;
 
 	while (i < n) {
-		absent = query_absent_span(mm, addr + i * PAGE_SIZE, n - i);
-		if (absent) {
-			memset(&qb->info[i], 0, absent * sizeof(qb->info[0]));
-			i += absent;
+		run = query_span(mm, addr + i * PAGE_SIZE, n - i, &present);
+		if (!present) {
+			memset(&qb->info[i], 0, run * sizeof(qb->info[0]));
+			i += run;
 			continue;
 		}
-		want = n - i;
-		got = pf_get_user_pages_remote(mm, addr + i * PAGE_SIZE, want,
+		got = pf_get_user_pages_remote(mm, addr + i * PAGE_SIZE, run,
 					       gup_flags, qb->pages + i);
 		if (got > 0) {
+			/*
+			 * The lookup's FOLL_TOUCH marks the pages accessed;
+			 * on the classic LRU (6.1's default) that queues a
+			 * page seen twice for activation, with a reference,
+			 * on this CPU's batch.  Drain it, with the fresh
+			 * pages' lru_add references, so neither is reported.
+			 */
+			pf_lru_add_drain();
 			query_fill_looked_up(qb, i, got);
 			i += got;
 		}
 		/*
-		 * GUP stopped at page i: it is not present, or GUP cannot
-		 * reach it at all (VM_IO | VM_PFNMAP): report it absent and
+		 * GUP stopped at page i: it is not present after all, or GUP
+		 * cannot reach it (VM_IO | VM_PFNMAP): report it absent and
 		 * go on with the next one.
 		 */
-		if (got < want) {
+		if (got < run) {
 			memset(&qb->info[i], 0, sizeof(qb->info[0]));
 			i++;
 		}
@@ -262,7 +328,10 @@ int pinfuzz_query_range(struct pinfuzz_query_buf *qb, struct mm_struct *mm,
 		n = min_t(unsigned long, nr_pages - done, PINFUZZ_QUERY_CHUNK);
 		if (mmap_read_lock_killable(mm))
 			return -EINTR;
+		/* drain the CPU the lookups queued their side effects on */
+		migrate_disable();
 		query_range_locked(qb, mm, addr + done * PAGE_SIZE, n);
+		migrate_enable();
 		mmap_read_unlock(mm);
 		/*
 		 * Copy out without the mmap lock: a fault on uinfo takes the
@@ -282,6 +351,7 @@ int pinfuzz_query_pages(struct pinfuzz_query_buf *qb, struct page **pages,
 	unsigned long done = 0;
 	unsigned int i, n;
 
+	pf_lru_add_drain();
 	while (done < nr_pages) {
 		n = min_t(unsigned long, nr_pages - done, PINFUZZ_QUERY_CHUNK);
 		for (i = 0; i < n; i++)

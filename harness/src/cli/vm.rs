@@ -157,10 +157,11 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             );
         }
         match &run.end {
-            RunEnd::Finished(summary) => match &summary.stopped {
-                Some(stop) => bail!("smoke program stopped early: {stop}"),
-                None => {}
-            },
+            RunEnd::Finished(summary) => {
+                if let Some(stop) = &summary.stopped {
+                    bail!("smoke program stopped early: {stop}");
+                }
+            }
             RunEnd::Failed(msg) => bail!("smoke program failed in the guest: {msg}"),
             RunEnd::Crashed(c) => bail!("guest crashed: {} ({})\n{}", c.title, c.kind, c.excerpt),
         }

@@ -171,11 +171,12 @@ fn boot_modules(dir: &Path, modules_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Record the image modules a later task needs (zram for swap in the guest).
-fn keep_extra_modules(
-    dir: &Path,
-    modules_dir: &Path,
-) -> Result<(BTreeMap<String, Vec<PathBuf>>, Vec<String>)> {
+/// Image modules by name, each with its files in load order.
+type ModuleFiles = BTreeMap<String, Vec<PathBuf>>;
+
+/// Record the image modules a later task needs (zram for swap in the
+/// guest); returns them and notes on the ones that are not modules.
+fn keep_extra_modules(dir: &Path, modules_dir: &Path) -> Result<(ModuleFiles, Vec<String>)> {
     let mut extra = BTreeMap::new();
     let mut notes = Vec::new();
     for name in ["zram", "zsmalloc"] {

@@ -172,3 +172,48 @@ fn kernel_incidents_are_detected_and_followed_by_a_fresh_guest() {
         );
     }
 }
+
+#[test]
+#[ignore = "boots QEMU guests; run with --ignored after `pinfuzz kernel fetch`"]
+fn hung_guest_is_detected_by_timeout_and_by_silence() {
+    let spec = default_kernel();
+    let build = tempfile::tempdir().expect("tempdir");
+    let crashme = build_crashme(&spec, build.path());
+    let mut spec = spec.clone();
+    spec.extra_modules.insert("crashme".into(), vec![crashme]);
+    // The default watchdog (soft lockup after 20 s) stays silent during
+    // crashme's 8 s spin with preemption off: the guest just stops.
+    let opts = GuestOptions {
+        extra_modules: vec!["crashme".into()],
+        no_output_timeout: Duration::from_secs(3),
+        ..GuestOptions::default()
+    };
+    let mut guest = Guest::boot(&spec, &opts).expect("boot");
+
+    // The request's deadline passes first.
+    let crash = guest
+        .write_file_within(
+            "/sys/kernel/debug/crashme",
+            b"lockup",
+            Duration::from_secs(1),
+        )
+        .expect("write_file")
+        .expect("the hang is reported");
+    assert_eq!(crash.kind, CrashKind::Timeout, "{crash:?}");
+    assert_eq!(crash.title, "program timeout");
+    assert!(guest.hello().expect("fresh guest").module.loaded);
+
+    // No deadline in sight, but nothing moves for no_output_timeout.
+    let crash = guest
+        .write_file_within(
+            "/sys/kernel/debug/crashme",
+            b"lockup",
+            Duration::from_secs(60),
+        )
+        .expect("write_file")
+        .expect("the silence is reported");
+    assert_eq!(crash.kind, CrashKind::NoOutput, "{crash:?}");
+    assert_eq!(crash.title, "no output from the guest");
+    assert!(guest.hello().expect("fresh guest").module.loaded);
+    assert_eq!(guest.boots(), 3);
+}

@@ -152,3 +152,48 @@ fn kill_and_panic_are_detected_and_followed_by_a_fresh_guest() {
     assert_smoke_ok(&run);
     assert_eq!(guest.boots(), 3);
 }
+
+#[test]
+#[ignore = "boots QEMU guests; run with --ignored after `pinfuzz kernel fetch`"]
+fn two_guests_run_at_once_with_their_own_module_parameters() {
+    let spec = default_kernel();
+    let smoke = Program::parse_strict(SMOKE_PROGRAM, "smoke").expect("smoke parses");
+    // Guest 1 is healthy; guest 2's helper leaks every pin
+    // (PINFUZZ_FAULT_LEAK_PIN = 2), which the reset check must notice.
+    let runs: Vec<(u32, GuestRun)> = std::thread::scope(|s| {
+        let handles: Vec<_> = [0u32, 2]
+            .into_iter()
+            .map(|fault| {
+                let (spec, smoke) = (&spec, &smoke);
+                s.spawn(move || {
+                    let opts = GuestOptions {
+                        fault,
+                        ..GuestOptions::default()
+                    };
+                    let mut guest = Guest::boot(spec, &opts).expect("boot");
+                    let hello = guest.hello().expect("hello");
+                    let status = hello.module.status.expect("module STATUS");
+                    assert_eq!(status.fault, fault, "{:?}", hello.module);
+                    let run = guest
+                        .run_program(smoke, Duration::from_secs(60), &mut |_| Ok(()))
+                        .expect("run");
+                    (guest.dir().to_path_buf(), fault, run)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("guest thread"))
+            .collect();
+        assert_ne!(results[0].0, results[1].0, "guests share a directory");
+        results.into_iter().map(|(_, f, run)| (f, run)).collect()
+    });
+    assert_smoke_ok(&runs[0].1);
+    let RunEnd::Finished(summary) = &runs[1].1.end else {
+        panic!("fault=2 run did not finish: {:?}", runs[1].1.end);
+    };
+    let reset = summary.reset.as_ref().expect("reset check ran");
+    assert!(!reset.ok, "a leaked pin went unnoticed: {reset:?}");
+    assert_eq!(reset.pins_acquired, 2);
+    assert_eq!(reset.pins_released, 0);
+}

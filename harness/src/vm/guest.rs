@@ -542,12 +542,23 @@ impl Guest {
     /// Write `data` to `path` in the guest (e.g. `c` to
     /// `/proc/sysrq-trigger`); a crash it causes is returned, not an error.
     pub fn write_file(&mut self, path: &str, data: &[u8]) -> Result<Option<CrashReport>> {
+        self.write_file_within(path, data, Duration::from_secs(30))
+    }
+
+    /// [`Guest::write_file`] with a deadline: a write still running after
+    /// `timeout` is reported as a [`CrashKind::Timeout`] crash.
+    pub fn write_file_within(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<CrashReport>> {
         self.ensure_running()?;
         let request = Request::WriteFile {
             path: path.to_string(),
             data: data.to_vec(),
         };
-        let (_, answer) = self.converse(&request, Duration::from_secs(30), &mut |_| Ok(()))?;
+        let (_, answer) = self.converse(&request, timeout, &mut |_| Ok(()))?;
         match answer {
             Answer::Response(Response::Done) => Ok(None),
             Answer::Response(Response::Error { message, .. }) => bail!("write {path}: {message}"),

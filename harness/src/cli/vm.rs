@@ -52,6 +52,13 @@ pub enum AccelArg {
 }
 
 impl GuestArgs {
+    /// Provision the kernel (if needed) and boot a guest.
+    pub fn boot(&self) -> Result<Guest> {
+        let cache = Cache::from_env()?;
+        let spec = kernel::ensure(&cache, &self.kernel)?;
+        Guest::boot(&spec, &self.options())
+    }
+
     /// The guest options these arguments ask for.
     pub fn options(&self) -> GuestOptions {
         GuestOptions {

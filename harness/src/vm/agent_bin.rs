@@ -86,7 +86,15 @@ fn build_in_tree(workspace: &Path) -> Result<PathBuf> {
         target_dir.display(),
         workspace.display()
     );
+    let started = std::time::Instant::now();
     let out = cmd.output().with_context(|| format!("run {shown}"))?;
+    if started.elapsed() > std::time::Duration::from_secs(3) {
+        eprintln!(
+            "pinfuzz: built the guest agent in {:.0} s ({})",
+            started.elapsed().as_secs_f64(),
+            target_dir.display()
+        );
+    }
     if !out.status.success() {
         bail!(
             "building the guest agent failed: {shown}:\n{}",

@@ -176,6 +176,22 @@ pub struct GuestRun {
     pub wall: Duration,
 }
 
+impl GuestRun {
+    /// The run as a backend trace: the steps, and why it stopped early
+    /// (the executor's reason, the agent's error, or the crash title).
+    pub fn trace(&self) -> crate::obs::Trace {
+        let stopped = match &self.end {
+            RunEnd::Finished(summary) => summary.stopped.as_ref().map(|s| s.to_string()),
+            RunEnd::Failed(message) => Some(format!("agent error: {message}")),
+            RunEnd::Crashed(crash) => Some(format!("guest crashed: {}", crash.title)),
+        };
+        crate::obs::Trace {
+            steps: self.steps.clone(),
+            stopped,
+        }
+    }
+}
+
 struct Running {
     qemu: Qemu,
     chan: Channel<UnixStream>,

@@ -12,7 +12,7 @@
 //! random input mostly yields meaningful operations: ranges mostly inside
 //! their mapping and sometimes across its end, small GUP sizes, PMD-sized
 //! aligned mappings so THPs happen, rare forks and exits. The first bytes
-//! are swarm bits that switch whole operation kinds off for one program;
+//! are swarm masks that switch whole operation kinds off for one program;
 //! disabled kinds are skipped when an operation is chosen, so no input
 //! byte is wasted on them. Every biased choice has an "exact" form that
 //! reaches every valid value; the encoder always writes that one.
@@ -36,15 +36,18 @@ pub const FORMAT_V1: u8 = 1;
 /// never hit it (1 in 65536 operations).
 pub const ANNOTATION: [u8; 2] = [0xFF, 0xA5];
 
-/// Bytes before the first step: version, swarm bits (2), settings.
-pub const PROLOGUE_BYTES: usize = 4;
+/// Bytes before the first step: version, two swarm masks (2 bytes each),
+/// settings.
+pub const PROLOGUE_BYTES: usize = 6;
 
 /// Most bytes one step takes (a remote GUP call with an exact range).
 pub const MAX_STEP_BYTES: usize = 11;
 
-/// Swarm bits (bytes 1–2, little endian): a clear bit switches the
-/// operation kind off for the whole program. mmap is always on: without a
-/// mapping no other operation has anything to work on.
+/// Swarm bits. Bytes 1–2 and 3–4 are two masks (little endian); a kind is
+/// switched off for the whole program when its bit is set in both, so each
+/// kind of a random input is off with probability 1/4 (most programs still
+/// pin; many leave something out). mmap is always on: without a mapping no
+/// other operation has anything to work on.
 pub mod swarm {
     /// `munmap`.
     pub const MUNMAP: u16 = 1 << 0;
@@ -90,7 +93,8 @@ enum Kind {
 
 /// Each kind with its swarm bit (0: always on) and its weight when the
 /// operation byte picks among the kinds possible at that point. Weights
-/// make touches and pins common, fork and exit rare.
+/// make touches and pins common, fork and exit rare; mmap's weight also
+/// falls as mappings accumulate (see `Choices::weight`).
 const KINDS: [(Kind, u16, u32); 11] = [
     (Kind::Mmap, 0, 3),
     (Kind::Munmap, swarm::MUNMAP, 1),
@@ -145,6 +149,10 @@ const THP_TABLE: [ThpMode; 4] = [
     ThpMode::Never,
     ThpMode::Always,
 ];
+
+/// Settings bits that, both set, switch `use_zero_page` off (1 in 4
+/// random inputs: the kernel's default is on).
+const ZERO_PAGE_OFF: u8 = 0x0C;
 
 /// Pages of a PMD (2 MiB): the size that makes a THP possible.
 const PMD_PAGES: u16 = 512;
@@ -230,6 +238,7 @@ type Kinds = Small<Kind, 11>;
 /// What the scope allows at one point: the choices both directions share.
 struct Choices<'s> {
     scope: &'s Scope,
+    /// The kinds switched on (a [`swarm`] mask).
     swarm: u16,
     limits: Limits,
 }
@@ -308,20 +317,32 @@ impl Choices<'_> {
     }
 }
 
-fn weight(kind: Kind) -> u32 {
-    KINDS
-        .iter()
-        .find(|(k, _, _)| *k == kind)
-        .map(|&(_, _, w)| w)
-        .expect("every kind has a weight")
+impl Choices<'_> {
+    /// The weight of `kind` here: [`KINDS`], except that mmap is likely
+    /// while there are few mappings and unlikely once there are several,
+    /// so that programs work on their mappings rather than pile them up.
+    fn weight(&self, kind: Kind) -> u32 {
+        if kind == Kind::Mmap {
+            return match self.scope.maps.len() {
+                0 => 4,
+                1 | 2 => 2,
+                _ => 1,
+            };
+        }
+        KINDS
+            .iter()
+            .find(|(k, _, _)| *k == kind)
+            .map(|&(_, _, w)| w)
+            .expect("every kind has a weight")
+    }
 }
 
 /// The kind an operation byte picks among `kinds`, by weight.
-fn pick_kind(byte: u8, kinds: &Kinds) -> Kind {
-    let total: u32 = kinds.as_slice().iter().map(|&k| weight(k)).sum();
+fn pick_kind(byte: u8, choices: &Choices<'_>, kinds: &Kinds) -> Kind {
+    let total: u32 = kinds.as_slice().iter().map(|&k| choices.weight(k)).sum();
     let mut x = u32::from(byte) % total;
     for &kind in kinds.as_slice() {
-        let w = weight(kind);
+        let w = choices.weight(kind);
         if x < w {
             return kind;
         }
@@ -399,13 +420,13 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Program {
     let limits = limits.capped();
     let mut r = Reader { bytes, pos: 0 };
     let _version = r.u8();
-    let swarm = r.u16();
+    let swarm = !(r.u16() & r.u16()) & swarm::ALL;
     let settings = r.u8();
     let mut program = Program {
         header: Header {
             kernel: None,
             thp: THP_TABLE[usize::from(settings & 3)],
-            use_zero_page: settings & 4 == 0,
+            use_zero_page: settings & ZERO_PAGE_OFF != ZERO_PAGE_OFF,
         },
         comments: Vec::new(),
         steps: Vec::new(),
@@ -434,7 +455,7 @@ pub fn decode_with(bytes: &[u8], limits: &Limits) -> Program {
         if kinds.len == 0 {
             break;
         }
-        let kind = pick_kind(r.u8(), &kinds);
+        let kind = pick_kind(r.u8(), &choices, &kinds);
         let (proc, op) = decode_op(&mut r, &choices, kind);
         let step = Step {
             proc,
@@ -654,12 +675,19 @@ pub fn encode(program: &Program) -> Vec<u8> {
     let swarm = swarm_of(program);
     let mut out = Vec::with_capacity(PROLOGUE_BYTES + program.steps.len() * MAX_STEP_BYTES);
     out.push(FORMAT_V1);
-    out.extend_from_slice(&swarm.to_le_bytes());
+    // Off in both masks = off; everything used is on.
+    let off = !swarm & swarm::ALL;
+    out.extend_from_slice(&off.to_le_bytes());
+    out.extend_from_slice(&off.to_le_bytes());
     let thp = THP_TABLE
         .iter()
         .position(|&m| m == program.header.thp)
         .expect("every THP mode is in the table");
-    let zero_page_off = if program.header.use_zero_page { 0 } else { 4 };
+    let zero_page_off = if program.header.use_zero_page {
+        0
+    } else {
+        ZERO_PAGE_OFF
+    };
     out.push(u8::try_from(thp).expect("small") | zero_page_off);
     if let Some(kernel) = &program.header.kernel {
         put_note(&mut out, NOTE_KERNEL, kernel);
@@ -759,7 +787,7 @@ fn encode_step(out: &mut Vec<u8>, choices: &Choices<'_>, step: &Step) {
     let kinds = choices.kinds();
     let kind = kind_of(&step.op);
     let byte = (0..=u8::MAX - 1)
-        .find(|&b| pick_kind(b, &kinds) == kind)
+        .find(|&b| pick_kind(b, choices, &kinds) == kind)
         .expect("a valid step's kind is possible and enabled");
     out.push(byte);
     match step.op {
@@ -862,7 +890,7 @@ mod tests {
 
     #[test]
     fn empty_and_short_inputs_decode_to_valid_programs() {
-        for bytes in [&[][..], &[1], &[1, 0xFF, 0xFF, 0], &[0xFF; 3]] {
+        for bytes in [&[][..], &[1], &[1, 0xFF, 0xFF, 0, 0, 0], &[0xFF; 5]] {
             let program = decode(bytes);
             assert!(program.steps.is_empty(), "{bytes:?} → {program:?}");
             assert_eq!(program.validate(), Ok(()));
@@ -871,9 +899,9 @@ mod tests {
 
     #[test]
     fn first_operation_byte_zero_is_an_mmap_of_one_pmd() {
-        // version, swarm = all, settings = THP always + zero page, then
-        // op 0 (mmap), kind 0, pages 0 (PMD), prot 0, offset 0.
-        let program = decode(&[1, 0xFF, 0x07, 0, 0, 0, 0, 0, 0]);
+        // version, swarm masks (all on), settings = THP always + zero
+        // page, then op 0 (mmap), kind 0, pages 0 (PMD), prot 0, offset 0.
+        let program = decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(program.steps.len(), 1);
         assert_eq!(
             program.steps[0].op,
@@ -890,8 +918,10 @@ mod tests {
     #[test]
     fn disabled_kinds_are_never_chosen() {
         // Only mmap and touch enabled: every byte picks one of the two.
+        let off = swarm::ALL & !swarm::TOUCH;
         let mut bytes = vec![1];
-        bytes.extend_from_slice(&swarm::TOUCH.to_le_bytes());
+        bytes.extend_from_slice(&off.to_le_bytes());
+        bytes.extend_from_slice(&off.to_le_bytes());
         bytes.push(0);
         bytes.extend((0..400u32).map(|i| u8::try_from(i * 37 % 251).expect("below 256")));
         let program = decode(&bytes);
@@ -907,7 +937,7 @@ mod tests {
 
     #[test]
     fn annotations_roundtrip_and_are_rare_in_random_bytes() {
-        let mut program = decode(&[1, 0xFF, 0x07, 0, 0, 0, 0, 0, 0]);
+        let mut program = decode(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         program.comments.push(" about this".into());
         program.steps[0].comments.push(" why".into());
         program.header.kernel = Some("6.12".into());

@@ -22,6 +22,7 @@ pub mod fixup;
 pub mod generate;
 pub mod parse;
 pub mod rules;
+pub mod selfcheck;
 pub mod text;
 
 use std::fmt;

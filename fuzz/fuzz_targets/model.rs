@@ -1,3 +1,7 @@
 #![no_main]
-//! Placeholder until the model target lands.
-libfuzzer_sys::fuzz_target!(|_data: &[u8]| {});
+//! cargo-fuzz target `model`: an arbitrary program (raw bytes through the
+//! stable codec) on the reference model of every kernel profile, invariants
+//! checked after every step. No environment variables.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| harness::fuzzing::check_model(data));

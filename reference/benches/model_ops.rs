@@ -9,7 +9,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reference::{Access, Config, Foll, GupApi, MapKind, Model, Pid, Profile, Prot, Release, ThpMode};
+use reference::{
+    Access, Config, Foll, GupApi, MapKind, Model, Pid, Profile, Prot, Release, ThpMode,
+};
 
 const BASE: u64 = 0x20_0000;
 const P: Pid = Pid::PARENT;
@@ -25,10 +27,13 @@ fn setup() -> Model {
             use_zero_page: true,
         },
     );
-    m.mmap(P, BASE, 512, MapKind::AnonPrivate, Prot::ReadWrite).expect("mmap");
+    m.mmap(P, BASE, 512, MapKind::AnonPrivate, Prot::ReadWrite)
+        .expect("mmap");
     m.touch(P, BASE, 512, Access::Write).expect("touch");
-    m.mmap(P, BASE + 1024, 512, MapKind::AnonPrivate, Prot::ReadWrite).expect("mmap");
-    m.madvise(P, BASE + 1024, 512, reference::Advice::HugePage).expect("madvise");
+    m.mmap(P, BASE + 1024, 512, MapKind::AnonPrivate, Prot::ReadWrite)
+        .expect("mmap");
+    m.madvise(P, BASE + 1024, 512, reference::Advice::HugePage)
+        .expect("madvise");
     m.touch(P, BASE + 1024, 1, Access::Write).expect("touch");
     m
 }
@@ -37,13 +42,21 @@ fn setup() -> Model {
 fn round(m: &mut Model, i: u64) {
     let small = BASE + i % 512;
     let thp = BASE + 1024 + i % 512;
-    let p = m.gup(P, GupApi::PinUserPagesFast, P, small, 1, Foll::WRITE).expect("pin");
-    let g = m.gup(P, GupApi::GetUserPagesFast, P, small, 1, Foll::NONE).expect("get");
+    let p = m
+        .gup(P, GupApi::PinUserPagesFast, P, small, 1, Foll::WRITE)
+        .expect("pin");
+    let g = m
+        .gup(P, GupApi::GetUserPagesFast, P, small, 1, Foll::NONE)
+        .expect("get");
     m.touch(P, small, 1, Access::Write).expect("touch");
     m.release(p.handle, Release::Unpin).expect("unpin");
     m.release(g.handle, Release::Put).expect("put");
-    let p = m.gup(P, GupApi::PinUserPages, P, thp, 1, Foll::LONGTERM).expect("pin thp");
-    let g = m.gup(P, GupApi::GetUserPages, P, thp, 1, Foll::WRITE).expect("get thp");
+    let p = m
+        .gup(P, GupApi::PinUserPages, P, thp, 1, Foll::LONGTERM)
+        .expect("pin thp");
+    let g = m
+        .gup(P, GupApi::GetUserPages, P, thp, 1, Foll::WRITE)
+        .expect("get thp");
     m.touch(P, thp, 1, Access::Read).expect("touch thp");
     m.release(g.handle, Release::Put).expect("put thp");
     m.release(p.handle, Release::UnpinDirty).expect("unpin thp");

@@ -197,7 +197,7 @@ impl Model {
             if index >= file_size || *self.mm_mut(pid).pte_slot(v) != 0 {
                 continue;
             }
-            if let Some(&f) = self.files[file as usize].cache.get(&index) {
+            if let Some(f) = crate::model::cached(&self.files[file as usize], index) {
                 let p = self.mem.folio(f).first;
                 self.mem.add_pte_map(p, true);
                 *self.mm_mut(pid).pte_slot(v) = p;

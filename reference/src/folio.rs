@@ -164,6 +164,16 @@ impl Memory {
         std::mem::take(&mut self.freed)
     }
 
+    /// Number of folios ever allocated (folio ids are below it).
+    pub fn folio_count(&self) -> usize {
+        self.folios.len()
+    }
+
+    /// Number of page ids ever handed out, plus one (page ids are below it).
+    pub fn page_count(&self) -> usize {
+        self.pages.len()
+    }
+
     /// The folio.
     pub fn folio(&self, f: FolioId) -> &Folio {
         &self.folios[f as usize]

@@ -177,6 +177,20 @@ impl Model {
         Follow::Page { page, leaf_pages }
     }
 
+    /// `PageAnonExclusive()` of the page mapped at `vpn`, as the fault and
+    /// GUP paths check it: the head page's bit for a PMD leaf.
+    pub(crate) fn gup_exclusive(&self, pid: Pid, vpn: Vpn, page: u64) -> bool {
+        let f = self.mem.folio_of(page);
+        let folio = self.mem.folio(f);
+        if folio.kind != FolioKind::Anon {
+            return false;
+        }
+        match self.mm(pid).lookup(vpn) {
+            Mapped::PmdThp(..) => self.mem.page(folio.first).anon_exclusive,
+            _ => self.mem.page(page).anon_exclusive,
+        }
+    }
+
     /// `mm/internal.h: gup_must_unshare()` for a R/O FOLL_PIN: an anon page
     /// must be exclusive; a non-anon page (zero page, page cache) is unshared
     /// only by a FOLL_LONGTERM pin in a COW mapping (6.2+; profile).

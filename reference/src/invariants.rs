@@ -9,7 +9,6 @@
 //! the pins held. A violation is a bug in the model, reported with the page
 //! and the numbers.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use crate::folio::{FolioKind, GUP_PIN_COUNTING_BIAS, HUGE_ZERO_FIRST, ZERO_PAGE};
@@ -38,6 +37,16 @@ struct Expected {
     pins: i64,
 }
 
+impl Expected {
+    fn is_empty(&self) -> bool {
+        self.pte_maps == 0
+            && self.entire_maps == 0
+            && self.cache == 0
+            && self.gets == 0
+            && self.pins == 0
+    }
+}
+
 impl Model {
     /// Check every invariant.
     ///
@@ -45,8 +54,9 @@ impl Model {
     /// The first violated invariant, naming the folio or page and the numbers.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let fail = |s: String| Err(InvariantViolation(s));
-        let mut folios: HashMap<u32, Expected> = HashMap::new();
-        let mut page_maps: HashMap<u64, i64> = HashMap::new();
+        let mut folios: Vec<Expected> = Vec::new();
+        folios.resize_with(self.mem.folio_count(), Expected::default);
+        let mut page_maps: Vec<i64> = vec![0; self.mem.page_count()];
         for (pid, mm) in self.mms.iter().enumerate() {
             if !mm.alive {
                 if !mm.pmds.is_empty() || !mm.vmas.is_empty() {
@@ -64,7 +74,7 @@ impl Model {
                                 "process {pid}: THP leaf at page {start:#x} is not inside one VMA"
                             ));
                         }
-                        folios.entry(*f).or_default().entire_maps += 1;
+                        folios[*f as usize].entire_maps += 1;
                     }
                     Pmd::HugeZero => {}
                     Pmd::Table(t) => {
@@ -83,8 +93,8 @@ impl Model {
                             {
                                 continue;
                             }
-                            *page_maps.entry(p).or_default() += 1;
-                            folios.entry(self.mem.folio_of(p)).or_default().pte_maps += 1;
+                            page_maps[p as usize] += 1;
+                            folios[self.mem.folio_of(p) as usize].pte_maps += 1;
                         }
                     }
                 }
@@ -92,8 +102,8 @@ impl Model {
             }
         }
         for file in self.files.iter().filter(|f| f.live) {
-            for &f in file.cache.values() {
-                folios.entry(f).or_default().cache += 1;
+            for &f in file.cache.iter().filter(|&&f| f != crate::model::NO_FOLIO) {
+                folios[f as usize].cache += 1;
             }
         }
         let mut pins_held = 0i64;
@@ -104,18 +114,18 @@ impl Model {
                 if h.pin {
                     if kind != FolioKind::Zero {
                         pins_held += 1;
-                        folios.entry(f).or_default().pins += 1;
+                        folios[f as usize].pins += 1;
                     }
                 } else {
-                    folios.entry(f).or_default().gets += 1;
+                    folios[f as usize].gets += 1;
                 }
             }
         }
         for (f, folio) in self.mem.folios() {
-            if folio.is_zero() {
+            let e = std::mem::take(&mut folios[f as usize]);
+            if folio.is_zero() || (!folio.live && e.is_empty()) {
                 continue;
             }
-            let e = folios.remove(&f).unwrap_or_default();
             let pin_refs = if self.mem.has_pincount(f) {
                 e.pins
             } else {
@@ -155,7 +165,7 @@ impl Model {
             }
             let mut mapped_pages = 0;
             for p in self.mem.pages_of(f) {
-                let maps = page_maps.get(&p).copied().unwrap_or(0);
+                let maps = page_maps[p as usize];
                 if self.mem.page(p).pte_maps != maps {
                     return fail(format!(
                         "page {p:#x}: tracked {} PTE mappings, page tables hold {maps}",

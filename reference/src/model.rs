@@ -9,8 +9,6 @@
 //! copy_page_range), `split.rs` (debugfs split_huge_pages), `view.rs`
 //! (what the helper module's QUERY reports) and `invariants.rs`.
 
-use std::collections::BTreeMap;
-
 use crate::errno::Errno;
 use crate::folio::{FileId, FolioId, FolioKind, Memory, ZERO_PAGE};
 use crate::mm::{AnonVma, Mm, Pmd, Vma, pmd_index, pte_index};
@@ -59,11 +57,22 @@ pub enum Nondet {
     },
 }
 
+/// The empty slot of [`ShmemFile::cache`].
+pub(crate) const NO_FOLIO: FolioId = u32::MAX;
+
+/// The page-cache folio of `file` at `index`, if any.
+pub(crate) fn cached(file: &ShmemFile, index: u64) -> Option<FolioId> {
+    file.cache
+        .get(index as usize)
+        .copied()
+        .filter(|&f| f != NO_FOLIO)
+}
+
 /// A shmem file: its page cache.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ShmemFile {
-    /// Page-cache folios by file index.
-    pub cache: BTreeMap<u64, FolioId>,
+    /// Page-cache folios by file index (`u32::MAX`: no folio).
+    pub cache: Vec<FolioId>,
     /// Size in pages (the executor sizes the file to the mapping).
     pub size: u64,
     /// Some VMA still references the file.
@@ -138,7 +147,11 @@ impl Model {
     /// The pages freed (refcount reached zero) since the last call: an
     /// observer may see their pfns reused for other pages afterwards.
     pub fn take_freed(&mut self) -> Vec<crate::PageId> {
-        self.mem.take_freed().into_iter().map(crate::PageId).collect()
+        self.mem
+            .take_freed()
+            .into_iter()
+            .map(crate::PageId)
+            .collect()
     }
 
     /// The process exists and has not exited.
@@ -361,7 +374,7 @@ impl Model {
             if !used {
                 let cache = std::mem::take(&mut self.files[file].cache);
                 self.files[file].live = false;
-                for (_, f) in cache {
+                for f in cache.into_iter().filter(|&f| f != NO_FOLIO) {
                     self.mem.put(f, 1);
                 }
             }
@@ -372,11 +385,12 @@ impl Model {
     /// folio if there is none (`mm/shmem.c: shmem_get_folio_gfp(SGP_CACHE)`;
     /// the cache holds the allocation's reference).
     pub(crate) fn shmem_get_folio(&mut self, file: FileId, index: u64) -> FolioId {
-        if let Some(&f) = self.files[file as usize].cache.get(&index) {
-            return f;
+        let slot = self.files[file as usize].cache[index as usize];
+        if slot != NO_FOLIO {
+            return slot;
         }
         let f = self.mem.alloc(0, FolioKind::Shmem { file, index });
-        self.files[file as usize].cache.insert(index, f);
+        self.files[file as usize].cache[index as usize] = f;
         f
     }
 

@@ -11,7 +11,7 @@ use crate::errno::Errno;
 use crate::fault::FaultKind;
 use crate::mm::{ThpAdvice, Vma};
 use crate::model::{Model, ShmemFile};
-use crate::types::{Access, Advice, MapKind, Pid, Prot, Vpn};
+use crate::types::{Access, Advice, HPAGE_PMD_NR, MapKind, Pid, Prot, Vpn};
 
 /// A user-space access that would raise SIGSEGV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl Model {
             self.files.push(ShmemFile {
                 size: npages,
                 live: true,
-                ..ShmemFile::default()
+                cache: vec![crate::model::NO_FOLIO; npages as usize],
             });
             (self.files.len() - 1) as u32
         });
@@ -169,27 +169,56 @@ impl Model {
     /// store) a read-only VMA; the pages before it were touched.
     pub fn touch(&mut self, pid: Pid, start: Vpn, npages: u64, access: Access) -> Result<(), Segv> {
         assert!(self.is_alive(pid), "touch in a dead process {pid:?}");
-        for i in 0..npages {
+        let mut i = 0;
+        while i < npages {
             let vpn = start + i;
-            let allowed = self.vma_at(pid, vpn).is_some_and(|v| match access {
-                Access::Read => v.prot.readable(),
-                Access::Write => v.prot.writable(),
-            });
+            let Some(vma) = self.vma_at(pid, vpn) else {
+                return Err(Segv { at: i });
+            };
+            let allowed = match access {
+                Access::Read => vma.prot.readable(),
+                Access::Write => vma.prot.writable(),
+            };
             if !allowed {
                 return Err(Segv { at: i });
             }
-            let present = self.mapped_page(pid, vpn) != 0;
-            match access {
-                // A load through any present PTE or PMD needs no fault.
-                Access::Read if present => {}
-                Access::Read => self.handle_mm_fault(pid, vpn, FaultKind::Read),
-                // A store faults unless the mapping is already writable;
-                // a fault on a writable one changes no page, so always
-                // taking it gives the same state.
-                Access::Write => self.handle_mm_fault(pid, vpn, FaultKind::Write),
+            // Pages up to the end of this VMA and this PMD range share the
+            // VMA and the page-table entry kind: walk them without lookups.
+            let chunk_end = (start + npages)
+                .min(vma.end)
+                .min((vpn | (HPAGE_PMD_NR - 1)) + 1);
+            for v in vpn..chunk_end {
+                if !self.access_needs_no_fault(pid, &vma, v, access) {
+                    self.handle_mm_fault(
+                        pid,
+                        v,
+                        match access {
+                            Access::Read => FaultKind::Read,
+                            Access::Write => FaultKind::Write,
+                        },
+                    );
+                }
             }
+            i += chunk_end - vpn;
         }
         Ok(())
+    }
+
+    /// The access goes through without a fault that could change any page:
+    /// a load from anything present; a store to an exclusive anon page or
+    /// through a shared mapping (a write fault there changes no page). A
+    /// store that may fault anyway takes `handle_mm_fault()`, which leaves
+    /// writable mappings as they are.
+    fn access_needs_no_fault(&self, pid: Pid, vma: &Vma, vpn: Vpn, access: Access) -> bool {
+        let page = self.mapped_page(pid, vpn);
+        if page == 0 {
+            return false;
+        }
+        match access {
+            Access::Read => true,
+            Access::Write if vma.kind.is_shared() => true,
+            Access::Write => self.gup_exclusive(pid, vpn, page),
+        }
     }
 
     /// Split the VMA containing `vpn` so that a VMA starts at `vpn`

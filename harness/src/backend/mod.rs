@@ -7,4 +7,4 @@
 
 pub mod model;
 
-pub use model::{ModelRun, run_model};
+pub use model::{ModelExec, ModelRun, run_model};

@@ -117,22 +117,63 @@ fn unit(r: Result<(), Errno>) -> OpResult {
     }
 }
 
-/// Run `program` on a fresh model of `profile`.
+/// A program being executed on the model, step by step.
+pub struct ModelExec {
+    model: Model,
+    scope: Scope,
+}
+
+impl std::fmt::Debug for ModelExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelExec").finish_non_exhaustive()
+    }
+}
+
+impl ModelExec {
+    /// A fresh model of `profile` with the program header's settings.
+    pub fn new(program: &Program, profile: Profile) -> ModelExec {
+        let config = Config {
+            thp: program.header.thp,
+            use_zero_page: program.header.use_zero_page,
+        };
+        ModelExec {
+            model: Model::new(profile, config),
+            scope: Scope::new(),
+        }
+    }
+
+    /// Execute one step; returns what the kernel would return.
+    pub fn step(&mut self, step: &crate::op::Step) -> OpResult {
+        apply(&mut self.model, &mut self.scope, step.proc, &step.op)
+    }
+
+    /// What the kernel executor would observe now.
+    pub fn observe(&self, result: OpResult) -> StepObs {
+        observe(&self.model, &self.scope, result)
+    }
+
+    /// The model itself.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The model, mutably (to drain non-deterministic points and freed pages).
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+}
+
+/// Run `program` on a fresh model of `profile`, observing after every step.
 pub fn run_model(program: &Program, profile: Profile) -> ModelRun {
-    let config = Config {
-        thp: program.header.thp,
-        use_zero_page: program.header.use_zero_page,
-    };
-    let mut model = Model::new(profile, config);
-    let mut scope = Scope::new();
+    let mut exec = ModelExec::new(program, profile);
     let mut run = ModelRun::default();
     for (i, step) in program.steps.iter().enumerate() {
-        let result = apply(&mut model, &mut scope, step.proc, &step.op);
-        run.trace.steps.push(observe(&model, &scope, result));
-        run.nondet.push(model.take_nondet());
-        run.freed.push(model.take_freed());
+        let result = exec.step(step);
+        run.trace.steps.push(exec.observe(result));
+        run.nondet.push(exec.model.take_nondet());
+        run.freed.push(exec.model.take_freed());
         if run.invariant.is_none() {
-            if let Err(e) = model.check_invariants() {
+            if let Err(e) = exec.model.check_invariants() {
                 run.invariant = Some((i, e.to_string()));
             }
         }

@@ -1,0 +1,67 @@
+//! What the fuzz targets run, so that `fuzz/` stays thin glue.
+//!
+//! Each function takes the raw fuzzer input, turns it into a valid program
+//! through the stable byte codec (`crate::program::codec`), runs it, and
+//! panics with a readable report (the program text and what broke) when the
+//! property fails: libFuzzer and AFL record a panic as a crash.
+
+use reference::Profile;
+
+use crate::backend::{ModelExec, run_model};
+use crate::op::Program;
+use crate::oracle::{Verdict, compare};
+use crate::program::{Limits, codec};
+
+/// Programs the model fuzzers build: at most this many steps.
+pub const MODEL_MAX_STEPS: usize = 32;
+
+/// The limits of programs built from fuzzer inputs.
+pub const FUZZ_LIMITS: Limits = Limits {
+    max_steps: MODEL_MAX_STEPS,
+    ..Limits::FULL
+};
+
+/// The program a fuzzer input stands for.
+pub fn program_of(data: &[u8]) -> Program {
+    codec::decode_with(data, &FUZZ_LIMITS)
+}
+
+/// Run a fuzzer input on the model of every profile, checking the model's
+/// invariants after every step.
+///
+/// # Panics
+/// On a broken invariant (or a panic inside the model): both are model
+/// bugs, and the panic message holds the program.
+pub fn check_model(data: &[u8]) {
+    let program = program_of(data);
+    for profile in Profile::ALL {
+        let mut exec = ModelExec::new(&program, profile);
+        for (i, step) in program.steps.iter().enumerate() {
+            exec.step(step);
+            if let Err(e) = exec.model().check_invariants() {
+                panic!(
+                    "model {} broke an invariant at step {i} ({step}): {e}\nprogram:\n{program}",
+                    profile.name
+                );
+            }
+        }
+    }
+}
+
+/// Run a fuzzer input on the model with full observation, and check that
+/// the oracle finds the model's trace equal to itself (a check of the
+/// observation and identity code, slower than [`check_model`]).
+///
+/// # Panics
+/// When it does not, or on a broken invariant.
+pub fn check_model_observed(data: &[u8]) {
+    let program = program_of(data);
+    let run = run_model(&program, Profile::LINUX_6_12);
+    if let Some((step, msg)) = &run.invariant {
+        panic!("model broke an invariant at step {step}: {msg}\nprogram:\n{program}");
+    }
+    let (verdict, _) = compare(&program, &run, &run.trace);
+    if verdict != Verdict::Match {
+        panic!("model trace does not match itself: {verdict:?}\nprogram:\n{program}");
+    }
+}

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod channel;
 pub mod cli;
 pub mod exec;
+pub mod fuzzing;
 pub mod kernel;
 pub mod obs;
 pub mod op;

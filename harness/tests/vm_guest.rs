@@ -76,6 +76,22 @@ fn smoke_program_runs_on_the_default_kernel() {
         .expect("second run");
     assert_smoke_ok(&run);
     assert_eq!(guest.boots(), 1);
+    // A failing step callback is the caller's error; the guest, which was
+    // still streaming, is replaced before the next program.
+    let mut n = 0;
+    let err = guest
+        .run_program(&program, Duration::from_secs(30), &mut |_| {
+            n += 1;
+            anyhow::ensure!(n < 3, "enough");
+            Ok(())
+        })
+        .expect_err("callback error is returned");
+    assert!(format!("{err:#}").contains("enough"), "{err:#}");
+    let run = guest
+        .run_program(&program, Duration::from_secs(30), &mut |_| Ok(()))
+        .expect("run after a callback error");
+    assert_smoke_ok(&run);
+    assert_eq!(guest.boots(), 2);
 }
 
 /// A program long enough to be interrupted: 400 single-page touches.

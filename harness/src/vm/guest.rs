@@ -500,6 +500,7 @@ impl Guest {
             Answer::Response(Response::Hello(h)) => Ok(h),
             Answer::Response(other) => bail!("agent answered Hello with {other:?}"),
             Answer::Crashed(c) => bail!("guest died during Hello: {}\n{}", c.title, c.excerpt),
+            Answer::CallbackFailed(err) => Err(err),
         }
     }
 
@@ -539,6 +540,7 @@ impl Guest {
                 RunEnd::Failed(format!("agent answered RunProgram with {other:?}"))
             }
             Answer::Crashed(c) => RunEnd::Crashed(c),
+            Answer::CallbackFailed(err) => return Err(err),
         };
         let incidents = match end {
             RunEnd::Crashed(_) => Vec::new(),
@@ -580,6 +582,7 @@ impl Guest {
             Answer::Response(Response::Error { message, .. }) => bail!("write {path}: {message}"),
             Answer::Response(other) => bail!("agent answered WriteFile with {other:?}"),
             Answer::Crashed(c) => Ok(Some(c)),
+            Answer::CallbackFailed(err) => Err(err),
         }
     }
 
@@ -621,7 +624,8 @@ impl Guest {
         let Some(vm) = self.vm.as_ref() else {
             return Vec::new();
         };
-        let marker = end_marker(seq);
+        // With its line end: "pinfuzz: end 1" is a prefix of "pinfuzz: end 12".
+        let marker = format!("{}\n", end_marker(seq));
         // The agent printed the marker before its last response; the serial
         // line may still be on its way.
         let seen = vm
@@ -674,7 +678,9 @@ impl Guest {
             match vm.chan.recv_response() {
                 Ok(Response::Step(obs)) => {
                     last_response = Instant::now();
-                    on_step(&obs)?;
+                    if let Err(err) = on_step(&obs) {
+                        break Answer::CallbackFailed(err);
+                    }
                     steps.push(*obs);
                 }
                 Ok(response) => break Answer::Response(response),
@@ -689,6 +695,12 @@ impl Guest {
                 }
             }
         };
+        if let Answer::CallbackFailed(err) = answer {
+            // The agent is still streaming this run: its later responses
+            // would answer the next request. Start over with a new guest.
+            self.vm = None;
+            return Err(err.context("step callback"));
+        }
         if matches!(answer, Answer::Crashed(_)) {
             self.vm = None; // Drop kills QEMU; the next use boots a new guest.
         }
@@ -699,6 +711,7 @@ impl Guest {
 enum Answer {
     Response(Response),
     Crashed(CrashReport),
+    CallbackFailed(anyhow::Error),
 }
 
 /// `None` while the guest looks alive and within its deadlines.

@@ -199,8 +199,13 @@ static void pinfuzz_release_pin_faulty(struct pinfuzz_handle *h, bool dirty)
 	}
 }
 
-/* Drop every reference @h holds, then free it. */
-static void pinfuzz_handle_free(struct pinfuzz_handle *h, bool dirty)
+/*
+ * Drop every reference @h holds, then free it.  @inject: release it as the
+ * fault mode says (a RELEASE or a close); false when the module undoes a
+ * handle the caller never learnt about.
+ */
+static void pinfuzz_handle_free(struct pinfuzz_handle *h, bool dirty,
+				bool inject)
 {
 	unsigned long i;
 
@@ -210,7 +215,7 @@ static void pinfuzz_handle_free(struct pinfuzz_handle *h, bool dirty)
 				set_page_dirty_lock(h->pages[i]);
 			put_page(h->pages[i]);
 		}
-	} else if (pinfuzz_fault != PINFUZZ_FAULT_NONE &&
+	} else if (inject && pinfuzz_fault != PINFUZZ_FAULT_NONE &&
 		   pinfuzz_fault != PINFUZZ_FAULT_GET_FOR_PIN) {
 		pinfuzz_release_pin_faulty(h, dirty);
 	} else if (dirty) {
@@ -461,7 +466,7 @@ static long pinfuzz_ioctl_gup(struct pinfuzz_file *pf,
 		h->nr_pages = ret;
 		ret = pinfuzz_commit(pf, h, args.nr_pages, &id);
 		if (ret) {
-			pinfuzz_handle_free(h, false);
+			pinfuzz_handle_free(h, false, false);
 			goto put_mm;
 		}
 		args.handle = id;
@@ -479,7 +484,7 @@ static long pinfuzz_ioctl_gup(struct pinfuzz_file *pf,
 			mutex_unlock(&pf->lock);
 			if (h) {
 				pinfuzz_total_sub(h->nr_pages, 0);
-				pinfuzz_handle_free(h, false);
+				pinfuzz_handle_free(h, false, false);
 			}
 		}
 		return -EFAULT;
@@ -520,7 +525,7 @@ static long pinfuzz_ioctl_release(struct pinfuzz_file *pf,
 	mutex_unlock(&pf->lock);
 
 	pinfuzz_total_sub(h->nr_pages, 0);
-	pinfuzz_handle_free(h, args.flags & PINFUZZ_RELEASE_DIRTY);
+	pinfuzz_handle_free(h, args.flags & PINFUZZ_RELEASE_DIRTY, true);
 	return 0;
 }
 
@@ -677,7 +682,7 @@ static int pinfuzz_release(struct inode *inode, struct file *file)
 	xa_for_each(&pf->handles, id, h) {
 		xa_erase(&pf->handles, id);
 		pinfuzz_total_sub(h->nr_pages, 0);
-		pinfuzz_handle_free(h, false);
+		pinfuzz_handle_free(h, false, true);
 	}
 	xa_destroy(&pf->handles);
 	pinfuzz_query_buf_free(pf->qb);

@@ -13,7 +13,9 @@
  * siblings, of init, of nobody, live, stale and invented handles, good and
  * bad info pointers -- interleaved with mmap, munmap, mprotect, madvise,
  * touches and short-lived children that pin through the shared file and
- * exit or get killed.  Then every file is closed, stat_refresh is written
+ * exit or get killed.  When the module was loaded with gup_test=1, random
+ * gup_test ioctls (kmod/gup_test_abi.h) are mixed in.  Then every file is
+ * closed, stat_refresh is written
  * and the program checks that nr_foll_pin_acquired == nr_foll_pin_released
  * and that the module holds no page any more.  Exit status 0 if so.
  */
@@ -34,6 +36,7 @@
 #include <unistd.h>
 
 #include "../pinfuzz.h"
+#include "../gup_test_abi.h"
 
 #define PAGE		4096UL
 #define PMD_SIZE	(2UL << 20)
@@ -61,7 +64,7 @@ static struct shared *sh;
 static int me;
 static uint64_t rng;
 static struct region regions[MAX_REGIONS];
-static int shared_fd, own_fd = -1;
+static int shared_fd, own_fd = -1, gup_test_fd = -1;
 static uint32_t handles_shared[MAX_HANDLES], handles_own[MAX_HANDLES];
 static int nh_shared, nh_own;
 static struct pinfuzz_page_info *info;	/* 1024 entries */
@@ -123,6 +126,11 @@ static void new_region(struct region *r)
 			return;
 		r->addr = (char *)(((unsigned long)p + PMD_SIZE - 1) &
 				   ~(PMD_SIZE - 1));
+		/* give back the alignment slack: it would leak with the region */
+		if (r->addr > p)
+			munmap(p, r->addr - p);
+		munmap(r->addr + npages * PAGE,
+		       p + npages * PAGE + PMD_SIZE - (r->addr + npages * PAGE));
 		madvise(r->addr, npages * PAGE, MADV_HUGEPAGE);
 		r->npages = npages;
 		r->prot = PROT_READ | PROT_WRITE;
@@ -371,6 +379,49 @@ static void do_ioctl(int fd)
 	}
 }
 
+/* A random command of the kernel's gup_test ABI (module gup_test=1). */
+static void gup_test_ioctl(void)
+{
+	static const unsigned int cmds[] = {
+		GUP_FAST_BENCHMARK, PIN_FAST_BENCHMARK, PIN_LONGTERM_BENCHMARK,
+		GUP_BASIC_TEST, PIN_BASIC_TEST, DUMP_USER_PAGES_TEST,
+		PIN_LONGTERM_TEST_START, PIN_LONGTERM_TEST_STOP,
+		PIN_LONGTERM_TEST_READ,
+	};
+	union {
+		struct gup_test g;
+		struct pin_longterm_test l;
+		uint64_t u;
+	} a;
+	unsigned int cmd = cmds[below(sizeof(cmds) / sizeof(cmds[0]))];
+	unsigned int i;
+	int ret;
+
+	if (gup_test_fd < 0)
+		return;
+	/* dump_page() output is slow on a serial console: rarely */
+	if (cmd == DUMP_USER_PAGES_TEST && !chance(5))
+		cmd = GUP_BASIC_TEST;
+	memset(&a, 0, sizeof(a));
+	if (cmd == PIN_LONGTERM_TEST_START) {
+		a.l.addr = random_addr();
+		a.l.size = chance(90) ? (1 + below(64)) * PAGE : rnd();
+		a.l.flags = chance(90) ? below(4) : (uint32_t)rnd();
+	} else if (cmd == PIN_LONGTERM_TEST_READ) {
+		a.u = chance(80) ? (uint64_t)(uintptr_t)info : rnd();
+	} else {
+		a.g.addr = random_addr();
+		a.g.size = chance(90) ? (1 + below(256)) * PAGE : rnd();
+		a.g.nr_pages_per_call = chance(90) ? 1 + below(64) : (uint32_t)rnd();
+		a.g.gup_flags = chance(80) ? (uint32_t)below(2) : (uint32_t)rnd();
+		a.g.test_flags = below(2);
+		for (i = 0; i < GUP_TEST_MAX_PAGES_TO_DUMP; i++)
+			a.g.which_pages[i] = chance(50) ? below(300) : 0;
+	}
+	ret = ioctl(gup_test_fd, cmd, random_argp(&a));
+	count_errno(ret ? errno : 0);
+}
+
 /* A child that pins through the shared file, then exits or is killed. */
 static void short_child(void)
 {
@@ -409,6 +460,7 @@ static void worker(int idx, uint64_t seed, double seconds)
 	info = mmap(NULL, 1024 * sizeof(*info), PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	own_fd = open(DEV, O_RDWR);
+	gup_test_fd = open("/sys/kernel/debug/gup_test", O_RDWR);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		if ((ops & 63) == 0) {
@@ -433,7 +485,14 @@ static void worker(int idx, uint64_t seed, double seconds)
 		case 21:
 			short_child();
 			break;
-		case 22 ... 59:
+		case 22 ... 25:
+			if (gup_test_fd >= 0) {
+				gup_test_ioctl();
+				break;
+			}
+			do_ioctl(shared_fd);
+			break;
+		case 26 ... 59:
 			do_ioctl(shared_fd);
 			break;
 		default:
@@ -558,8 +617,10 @@ int main(int argc, char **argv)
 		total += sh->ops[i];
 		ok += sh->gup_ok[i];
 	}
-	printf("ioctl_storm: %lu operations, %lu GUP calls made a handle\n",
-	       total, ok);
+	printf("ioctl_storm: %lu operations (", total);
+	for (i = 0; i < workers; i++)
+		printf("%s%lu", i ? " + " : "", sh->ops[i]);
+	printf("), %lu GUP calls made a handle\n", ok);
 	printf("ioctl_storm: ioctl results:");
 	for (e = 0; e < 64; e++) {
 		unsigned long n = 0;

@@ -1276,8 +1276,8 @@ static void test_fault_mode(unsigned int mode)
  * non-anon COW mapping, which 6.1 cannot pass (mm/gup.c learnt to unshare
  * for them in 6.2).
  */
-static int run_selftest(const char *name, int *pass, int *fail, int *skip,
-			int *expected)
+static int run_selftest(const char *name, char *const args[], int *pass,
+			int *fail, int *skip, int *expected)
 {
 	char path[256], line[512], run[512] = "";
 	int pfd[2], st;
@@ -1297,7 +1297,7 @@ static int run_selftest(const char *name, int *pass, int *fail, int *skip,
 		/* gup_longterm's "local tmpfile" case uses the cwd */
 		if (chdir("/tmp"))
 			_exit(127);
-		execl(path, name, (char *)NULL);
+		execv(path, args);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -1321,6 +1321,35 @@ static int run_selftest(const char *name, int *pass, int *fail, int *skip,
 	fclose(f);
 	waitpid(child, &st, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* selftests/mm/gup_test the way run_vmtests.sh runs it */
+static void test_gup_test_selftest(void)
+{
+	static char *const runs[][8] = {
+		{ "gup_test", "-u", NULL },
+		{ "gup_test", "-a", NULL },
+		{ "gup_test", "-ct", "-F", "0x1", "0", "19", "0x1000", NULL },
+	};
+	int pass, fail, skip, expected, rc;
+	struct pins p0, p1;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		p0 = pins_now();
+		rc = run_selftest("gup_test", runs[i], &pass, &fail, &skip,
+				  &expected);
+		p1 = pins_now();
+		if (rc < 0) {
+			tap_skip("not built", "selftests/mm/gup_test %s", runs[i][1]);
+			continue;
+		}
+		tap(rc == 0 && fail == 0 && pass > 0 &&
+		    p1.acquired - p0.acquired == p1.released - p0.released,
+		    "selftests/mm/gup_test %s%s: pass %d fail %d skip %d (exit %d), acquired +%ld released +%ld",
+		    runs[i][1], runs[i][2] ? " ..." : "", pass, fail, skip, rc,
+		    p1.acquired - p0.acquired, p1.released - p0.released);
+	}
 }
 
 static void test_gup_test_abi(void)
@@ -1400,7 +1429,8 @@ static void test_gup_test_abi(void)
 	munmap(buf, 64 * PAGE);
 
 	p0 = pins_now();
-	rc = run_selftest("gup_longterm", &pass, &fail, &skip, &expected);
+	rc = run_selftest("gup_longterm", (char *[]){ "gup_longterm", NULL },
+			  &pass, &fail, &skip, &expected);
 	p1 = pins_now();
 	if (rc < 0)
 		tap_skip("not built", "selftests/mm/gup_longterm");
@@ -1411,7 +1441,8 @@ static void test_gup_test_abi(void)
 		    p1.acquired - p0.acquired == p1.released - p0.released ?
 		    "yes" : "NO");
 	p0 = pins_now();
-	rc = run_selftest("cow", &pass, &fail, &skip, &expected);
+	rc = run_selftest("cow", (char *[]){ "cow", NULL }, &pass, &fail, &skip,
+			  &expected);
 	p1 = pins_now();
 	if (rc < 0)
 		tap_skip("not built", "selftests/mm/cow");
@@ -1424,6 +1455,7 @@ static void test_gup_test_abi(void)
 		    pass, fail, skip, rc,
 		    p1.acquired - p0.acquired == p1.released - p0.released ?
 		    "yes" : "NO");
+	test_gup_test_selftest();
 }
 
 int main(int argc, char **argv)

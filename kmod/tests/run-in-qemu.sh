@@ -19,7 +19,8 @@
 #   -f FILE    also put FILE (e.g. a static test binary) into the guest's /
 #              (repeatable)
 #   -s KSRC    kernel source tree to build tools/testing/selftests/mm/
-#              {gup_longterm,cow,gup_test}.c from (into /selftests)
+#              {gup_longterm,cow,gup_test}.c from (into /selftests); also
+#              checks kmod/gup_test_abi.h against KSRC/mm/gup_test.h
 #   -m MB      guest memory (default 1024)
 #   -t SECONDS wall-clock limit for QEMU (default 3600)
 #   -a ARGS    extra kernel command line
@@ -95,6 +96,10 @@ if [ -n "$ksrc" ]; then
 	# liburing or not); an empty one here means no io_uring cases.
 	mkdir -p "$work/inc"
 	: > "$work/inc/local_config.h"
+	# The module's own copy of the gup_test ABI must match the kernel's.
+	gcc -DUPSTREAM -I "$ksrc/mm" -c "$here/abi_check.c" -o "$work/abi_up.o"
+	gcc -o "$work/abi_check" "$here/abi_check.c" "$work/abi_up.o"
+	"$work/abi_check" >&2 || { echo "run-in-qemu: gup_test ABI mismatch" >&2; exit 2; }
 	for t in gup_longterm cow gup_test; do
 		(cd "$mmdir" && gcc -static -O2 -I "$work/inc" -I . -I .. \
 			-I ../../../.. -I ../../../../tools/include/uapi \

@@ -18,5 +18,6 @@ pub mod obs;
 pub mod op;
 pub mod oracle;
 pub mod program;
+pub mod trace;
 pub mod uapi;
 pub mod vm;

@@ -191,6 +191,12 @@ pub struct Timing {
     pub observe_ns: u64,
     /// The slowest observation.
     pub observe_max_ns: u64,
+    /// Of `observe_ns`: the LRU drains.
+    pub drain_ns: u64,
+    /// Of `observe_ns`: `stat_refresh` and `/proc/vmstat`.
+    pub counters_ns: u64,
+    /// Of `observe_ns`: the page queries.
+    pub queries_ns: u64,
     /// The runner's teardown (children reaped, device closed).
     pub teardown_ns: u64,
 }
@@ -301,9 +307,13 @@ pub fn run_program(
                 KIND_STEP => {
                     let f: StepFrame = postcard::from_bytes(payload)
                         .context("decode a step frame from the runner")?;
+                    let observe_ns = f.drain_ns + f.counters_ns + f.queries_ns;
                     timing.op_ns += f.op_ns;
-                    timing.observe_ns += f.observe_ns;
-                    timing.observe_max_ns = timing.observe_max_ns.max(f.observe_ns);
+                    timing.observe_ns += observe_ns;
+                    timing.observe_max_ns = timing.observe_max_ns.max(observe_ns);
+                    timing.drain_ns += f.drain_ns;
+                    timing.counters_ns += f.counters_ns;
+                    timing.queries_ns += f.queries_ns;
                     steps_run += 1;
                     sink(f.obs)?;
                 }

@@ -25,6 +25,8 @@
 //! are reused from step to step (spares are kept when fewer entries are
 //! needed), so a steady-state observation allocates nothing.
 
+use std::time::Instant;
+
 use anyhow::{Context, bail};
 
 use super::vmstat::{MODEL_COUNTERS, VmstatReader};
@@ -56,6 +58,17 @@ pub struct HandleTarget {
     pub module: u32,
     /// Pages it holds.
     pub pages: u32,
+}
+
+/// Where one observation's time went, in ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObserveTimes {
+    /// The LRU drain.
+    pub drain_ns: u64,
+    /// `stat_refresh` and `/proc/vmstat`.
+    pub counters_ns: u64,
+    /// The page queries (ranges and handles).
+    pub queries_ns: u64,
 }
 
 /// How many entries and pages one observation may need, for reserving.
@@ -170,9 +183,12 @@ impl Observer {
         result: OpResult,
         maps: &[MapTarget],
         handles: &[HandleTarget],
-    ) -> anyhow::Result<&StepObs> {
+    ) -> anyhow::Result<(&StepObs, ObserveTimes)> {
+        let t0 = Instant::now();
         self.drain()?;
+        let t1 = Instant::now();
         self.vmstat.read(&MODEL_COUNTERS, &mut self.now)?;
+        let t2 = Instant::now();
         self.obs.result = result;
         for i in 0..9 {
             self.obs.vmstat[i] = self.now[i].wrapping_sub(self.base[i]);
@@ -213,7 +229,12 @@ impl Observer {
             fill_pages(&self.info, &mut entry.pages)
                 .with_context(|| format!("handle {:?}", target.handle))?;
         }
-        Ok(&self.obs)
+        let times = ObserveTimes {
+            drain_ns: (t1 - t0).as_nanos() as u64,
+            counters_ns: (t2 - t1).as_nanos() as u64,
+            queries_ns: t2.elapsed().as_nanos() as u64,
+        };
+        Ok((&self.obs, times))
     }
 }
 

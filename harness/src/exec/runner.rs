@@ -62,16 +62,21 @@ pub struct StepFrame {
     pub obs: StepObs,
     /// Time spent in the operation itself, in ns.
     pub op_ns: u64,
-    /// Time spent observing (drain, counters, queries; not the encoding of
-    /// this frame), in ns.
-    pub observe_ns: u64,
+    /// Time spent in the LRU drain, in ns.
+    pub drain_ns: u64,
+    /// Time spent in `stat_refresh` and `/proc/vmstat`, in ns.
+    pub counters_ns: u64,
+    /// Time spent in the page queries, in ns.
+    pub queries_ns: u64,
 }
 
 #[derive(Serialize)]
 struct StepFrameRef<'a> {
     obs: &'a StepObs,
     op_ns: u64,
-    observe_ns: u64,
+    drain_ns: u64,
+    counters_ns: u64,
+    queries_ns: u64,
 }
 
 /// The runner finished every step.
@@ -333,19 +338,20 @@ impl<'a> Runner<'a> {
         let step = &program.steps[index];
         let t0 = Instant::now();
         let result = self.operate(step.proc, &step.op)?;
-        let t1 = Instant::now();
+        let op_ns = t0.elapsed().as_nanos() as u64;
         self.targets();
-        let obs =
+        let (obs, times) =
             self.observer
                 .observe(&self.dev, result, &self.map_targets, &self.handle_targets)?;
         self.frame.clear();
-        let observe_ns = t1.elapsed().as_nanos() as u64;
         frame::encode(
             KIND_STEP,
             &StepFrameRef {
                 obs,
-                op_ns: (t1 - t0).as_nanos() as u64,
-                observe_ns,
+                op_ns,
+                drain_ns: times.drain_ns,
+                counters_ns: times.counters_ns,
+                queries_ns: times.queries_ns,
             },
             &mut self.frame,
         )?;

@@ -114,7 +114,7 @@ impl VmstatReader {
         Ok(VmstatReader {
             refresh,
             vmstat,
-            buf: vec![0; 64 << 10],
+            buf: vec![0; 32 << 10],
         })
     }
 
@@ -127,7 +127,7 @@ impl VmstatReader {
         let mut len = 0;
         loop {
             if len == self.buf.len() {
-                // /proc/vmstat is ~6 KiB; a 64 KiB buffer that fills up
+                // /proc/vmstat is ~6 KiB; a 32 KiB buffer that fills up
                 // means something is badly wrong, not that it should grow.
                 bail!("{VMSTAT_PATH} is larger than {} bytes", self.buf.len());
             }

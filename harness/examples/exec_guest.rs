@@ -33,6 +33,9 @@ const THP_FAULT_ALLOC: usize = 2;
 const THP_SPLIT_PMD: usize = 4;
 const THP_SPLIT_PAGE: usize = 5;
 
+/// One group of checks.
+type Check = fn(&mut Checker) -> anyhow::Result<()>;
+
 struct Checker {
     failures: usize,
 }
@@ -689,7 +692,7 @@ fn main() {
         bench_counters();
     }
     let mut c = Checker { failures: 0 };
-    let tests: [(&str, fn(&mut Checker) -> anyhow::Result<()>); 7] = [
+    let tests: [(&str, Check); 7] = [
         ("small_pin", small_pin),
         ("thp_pin_and_split", thp_pin_and_split),
         ("fork_and_remote", fork_and_remote),

@@ -10,10 +10,12 @@
 //!
 //! The other submodules convert programs: [`text`] prints the canonical
 //! text form (`docs/program-format.md`), [`parse`] reads it back (strict
-//! for hand-written files, lenient for old corpus files), [`codec`] maps
-//! fuzzer bytes to programs and back, [`generate`] draws random programs
-//! from a seeded RNG, and [`arbitrary`] plugs the codec into the
-//! `arbitrary` crate.
+//! for hand-written files, lenient for old corpus files) with [`diag`]
+//! diagnostics, [`codec`] maps fuzzer bytes to programs and back,
+//! [`mod@generate`] draws random programs from a seeded RNG, [`arbitrary`]
+//! plugs the codec into the `arbitrary` crate, [`fixup`] repairs programs
+//! and [`selfcheck`] holds the format checks the `text_roundtrip` fuzz
+//! target runs.
 
 pub mod arbitrary;
 pub mod codec;

@@ -329,7 +329,7 @@ impl Cursor<'_> {
         self.expect(&Tok::LParen, "`(` after the operation name")?;
         let mut args = Vec::new();
         let close = if self.peek() == Some(&Tok::RParen) {
-            self.here()
+            self.next().expect("peeked").span
         } else {
             loop {
                 args.push(self.arg()?);
@@ -351,9 +351,6 @@ impl Cursor<'_> {
                 }
             }
         };
-        if args.is_empty() {
-            self.next();
-        }
         if let Some(t) = self.next() {
             return err(
                 t.span,

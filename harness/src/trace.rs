@@ -112,24 +112,37 @@ pub fn render(program: &Program, trace: &Trace, names: &mut PageNames) -> String
             .iter()
             .flat_map(|m| {
                 let prefix = format!("{} m{}", proc_name(m.proc), m.map.0);
-                m.pages.iter().enumerate().map(move |(j, p)| (prefix.clone(), j, p))
+                m.pages
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, p)| (prefix.clone(), j, p))
             })
             .chain(obs.handles.iter().flat_map(|h| {
                 let prefix = format!("handle {}", h.handle.0);
-                h.pages.iter().enumerate().map(move |(j, p)| (prefix.clone(), j, p))
+                h.pages
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, p)| (prefix.clone(), j, p))
             }));
         for (prefix, j, page) in places {
             let place = format!("{prefix}[{j}]");
             let text = page_text(page, names);
             if prev_pages.get(&place).map_or("-", String::as_str) != text {
-                changed.push(Change { prefix, index: j, text: text.clone() });
+                changed.push(Change {
+                    prefix,
+                    index: j,
+                    text: text.clone(),
+                });
             }
             now.insert(place, text);
         }
         for l in fold(&changed) {
             let _ = writeln!(out, "      {l}");
         }
-        let mut gone: Vec<&String> = prev_pages.keys().filter(|k| !now.contains_key(*k)).collect();
+        let mut gone: Vec<&String> = prev_pages
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .collect();
         gone.sort();
         if !gone.is_empty() {
             let _ = writeln!(out, "      no longer observed: {} pages", gone.len());

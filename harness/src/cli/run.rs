@@ -67,7 +67,10 @@ pub fn profile_for(program: &Program, flag: Option<&str>) -> Result<Profile> {
         None => Ok(Profile::default()),
         Some(name) => Profile::find(name).with_context(|| {
             let known: Vec<&str> = Profile::ALL.iter().map(|p| p.name).collect();
-            format!("no model profile for kernel {name:?} (known: {})", known.join(", "))
+            format!(
+                "no model profile for kernel {name:?} (known: {})",
+                known.join(", ")
+            )
         }),
     }
 }
@@ -90,7 +93,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(g) = &mut guest {
         let hello = g.hello()?;
         if !args.json {
-            println!("# kernel {} (guest agent {})", hello.kernel_release, hello.agent_version);
+            println!(
+                "# kernel {} (guest agent {})",
+                hello.kernel_release, hello.agent_version
+            );
         }
     }
     for (file, program) in &programs {
@@ -106,10 +112,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             BackendArg::Kernel => {
                 let g = guest.as_mut().expect("booted above");
-                let run = g.run_program(program, Duration::from_secs(args.timeout), &mut |_| Ok(()))?;
+                let run =
+                    g.run_program(program, Duration::from_secs(args.timeout), &mut |_| Ok(()))?;
                 let mut trace = run.trace();
-                let mut problems: Vec<String> =
-                    run.incidents.iter().map(|c| format!("kernel incident: {}", c.title)).collect();
+                let mut problems: Vec<String> = run
+                    .incidents
+                    .iter()
+                    .map(|c| format!("kernel incident: {}", c.title))
+                    .collect();
                 if let crate::vm::guest::RunEnd::Finished(s) = &run.end {
                     if let Some(reset) = &s.reset {
                         if !reset.ok {
@@ -166,7 +176,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let _ = g.power_off();
     }
     if failed > 0 {
-        eprintln!("pinfuzz run: {failed} of {} programs did not run clean", programs.len());
+        eprintln!(
+            "pinfuzz run: {failed} of {} programs did not run clean",
+            programs.len()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

@@ -133,7 +133,8 @@ struct Runner<'a> {
     dev: PinfuzzDev,
     split: Option<File>,
     observer: Observer,
-    out: File,
+    /// The pipe to the caller (owned by `main`), which children close.
+    out_fd: RawFd,
     frame: Vec<u8>,
     procs: Vec<ProcState>,
     maps: [Option<MapDef>; MAX_MAPS],
@@ -160,11 +161,13 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 /// The runner process's body: never returns.
 pub fn main(program: &Program, cfg: &ExecConfig, plan: &Plan, out: OwnedFd) -> ! {
     let started = Instant::now();
-    let out_fd = out.as_raw_fd();
+    // Owned here, not by the Runner, so an error can still be reported
+    // after the Runner is gone.
+    let mut out = File::from(out);
     // Panics are reported through the pipe, not the caller's stderr hook.
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(program, cfg, plan, out, started)
+        run(program, cfg, plan, &mut out, started)
     }));
     let (code, report) = match result {
         Ok(Ok(())) => (0, None),
@@ -193,9 +196,8 @@ pub fn main(program: &Program, cfg: &ExecConfig, plan: &Plan, out: OwnedFd) -> !
     if let Some(report) = report {
         let mut buf = Vec::new();
         if frame::encode(KIND_ERROR, &report, &mut buf).is_ok() {
-            // SAFETY: out_fd is the pipe to the caller, still open unless
-            // `run` consumed it, in which case the write fails harmlessly.
-            unsafe { libc::write(out_fd, buf.as_ptr().cast(), buf.len()) };
+            // Nothing to do if the caller is gone.
+            let _ = out.write_all(&buf);
         }
     }
     // SAFETY: _exit ends the runner without running the caller's atexit
@@ -207,19 +209,19 @@ fn run(
     program: &Program,
     cfg: &ExecConfig,
     plan: &Plan,
-    out: OwnedFd,
+    out: &mut File,
     started: Instant,
 ) -> Result<(), Failure> {
-    let mut runner = Runner::setup(program, cfg, plan, out)?;
+    let mut runner = Runner::setup(program, cfg, plan, out.as_raw_fd())?;
     let setup_ns = started.elapsed().as_nanos() as u64;
     for (index, _) in program.steps.iter().enumerate() {
-        runner.step(index).map_err(|error| Failure {
+        runner.step(index, out).map_err(|error| Failure {
             step: Some(index as u32),
             error,
         })?;
     }
     let teardown = Instant::now();
-    let mut out = runner.teardown()?;
+    runner.teardown()?;
     let done = RunnerDone {
         setup_ns,
         teardown_ns: teardown.elapsed().as_nanos() as u64,
@@ -235,10 +237,10 @@ impl<'a> Runner<'a> {
         program: &'a Program,
         cfg: &ExecConfig,
         plan: &Plan,
-        out: OwnedFd,
+        out_fd: RawFd,
     ) -> anyhow::Result<Runner<'a>> {
         let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
-        fault::install(out.as_raw_fd())?;
+        fault::install(out_fd)?;
         if cfg.pin_cpu {
             pin_to_this_cpu()?;
         }
@@ -276,7 +278,7 @@ impl<'a> Runner<'a> {
             dev,
             split,
             observer,
-            out: File::from(out),
+            out_fd,
             frame: Vec::with_capacity(plan.frame_bytes + 64),
             procs,
             maps: [None; MAX_MAPS],
@@ -333,7 +335,7 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    fn step(&mut self, index: usize) -> anyhow::Result<()> {
+    fn step(&mut self, index: usize, out: &mut File) -> anyhow::Result<()> {
         let program = self.program;
         let step = &program.steps[index];
         let t0 = Instant::now();
@@ -355,8 +357,7 @@ impl<'a> Runner<'a> {
             },
             &mut self.frame,
         )?;
-        self.out
-            .write_all(&self.frame)
+        out.write_all(&self.frame)
             .context("send a step frame to the caller")?;
         Ok(())
     }
@@ -588,7 +589,7 @@ impl<'a> Runner<'a> {
                 if self.procs[c].live || self.procs[c].pid != 0 {
                     bail!("child {} is forked twice", child.0);
                 }
-                let mut close: Vec<RawFd> = vec![self.out.as_raw_fd()];
+                let mut close: Vec<RawFd> = vec![self.out_fd];
                 for p in &self.procs {
                     if let Some(link) = &p.link {
                         close.extend(link.fds());
@@ -627,7 +628,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Reap the children still running and close the device.
-    fn teardown(mut self) -> anyhow::Result<File> {
+    fn teardown(mut self) -> anyhow::Result<()> {
         for p in self.procs.iter_mut().skip(1) {
             if let Some(link) = p.link.take() {
                 p.live = false;
@@ -637,7 +638,7 @@ impl<'a> Runner<'a> {
         // Closing the last descriptor of the file releases every page the
         // program still holds; the caller's reset check depends on it.
         drop(self.dev);
-        Ok(self.out)
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::kernel::{self, Cache};
 use crate::vm::smoke::SMOKE_PROGRAM;
-use crate::vm::{Accel, BootTimes, Guest, GuestOptions, RunEnd};
+use crate::vm::{Accel, Guest, GuestOptions, RunEnd};
 
 /// Subcommands of `pinfuzz vm`.
 #[derive(Debug, clap::Subcommand)]
@@ -105,8 +105,14 @@ pub struct CheckReport {
     pub setup_errors: Vec<String>,
     /// Provisioning check (and fetch/build if needed), seconds.
     pub provision_seconds: f64,
-    /// Boot times.
-    pub boot: BootTimes,
+    /// `kvm` or `tcg`.
+    pub accel: &'static str,
+    /// QEMU start to the agent's READY line, seconds.
+    pub boot_to_ready_seconds: f64,
+    /// QEMU start to the answer of the first Hello, seconds.
+    pub boot_to_hello_seconds: f64,
+    /// Guest kernel uptime when the agent printed READY, seconds.
+    pub guest_uptime_at_ready_seconds: f64,
     /// QEMU start to the first step observation of the first smoke run, seconds.
     pub boot_to_first_step_seconds: f64,
     /// Steps per second over the smoke runs after the first, host wall
@@ -188,7 +194,10 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         module: hello.module.clone(),
         setup_errors: hello.setup_errors.clone(),
         provision_seconds,
-        boot,
+        accel: if boot.kvm { "kvm" } else { "tcg" },
+        boot_to_ready_seconds: boot.to_ready.as_secs_f64(),
+        boot_to_hello_seconds: boot.to_hello.as_secs_f64(),
+        guest_uptime_at_ready_seconds: boot.guest_uptime_at_ready.as_secs_f64(),
         boot_to_first_step_seconds: first_step
             .map_or(0.0, |t| t.duration_since(started).as_secs_f64()),
         steps_per_second: timed_steps as f64 / timed.as_secs_f64().max(1e-9),
@@ -223,16 +232,11 @@ fn print_report(r: &CheckReport) {
     for e in &r.setup_errors {
         println!("setup error       {e}");
     }
-    println!(
-        "accelerator       {}",
-        if r.boot.kvm { "kvm" } else { "tcg" }
-    );
+    println!("accelerator       {}", r.accel);
     println!("provision check   {:.2} s", r.provision_seconds);
     println!(
         "boot              {:.2} s to READY ({:.2} s guest uptime), {:.2} s to Hello",
-        r.boot.to_ready.as_secs_f64(),
-        r.boot.guest_uptime_at_ready.as_secs_f64(),
-        r.boot.to_hello.as_secs_f64()
+        r.boot_to_ready_seconds, r.guest_uptime_at_ready_seconds, r.boot_to_hello_seconds
     );
     println!(
         "first step        {:.2} s after QEMU start",

@@ -364,3 +364,37 @@ pub fn register_user(
 fn rel(base: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(base).unwrap_or(path).to_path_buf()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_kernel_registration_checks_the_build_tree_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::at(dir.path().join("cache"));
+        let image = dir.path().join("bzImage");
+        fs::write(&image, b"not a kernel").expect("write");
+        let tree = dir.path().join("linux");
+        fs::create_dir_all(tree.join("include/config")).expect("mkdir");
+        let err = format!(
+            "{:#}",
+            register_user(&cache, "mine", &image, &tree, false).expect_err("no release")
+        );
+        assert!(err.contains("include/config/kernel.release"), "{err}");
+        fs::write(tree.join("include/config/kernel.release"), "6.13.0-rc1\n").expect("write");
+        let err = format!(
+            "{:#}",
+            register_user(&cache, "mine", &image, &tree, false).expect_err("no symvers")
+        );
+        assert!(err.contains("Module.symvers"), "{err}");
+        for bad in ["", "a/b", ".hidden", "debian-6.12", "debian-x"] {
+            assert!(
+                register_user(&cache, bad, &image, &tree, false).is_err(),
+                "{bad:?}"
+            );
+        }
+        // Nothing was created for the failed registrations.
+        assert!(cache.list().is_empty());
+    }
+}

@@ -83,9 +83,16 @@ impl QemuConfig {
     }
 }
 
+/// In-memory console kept per QEMU: a guest that runs programs for days
+/// prints two marker lines per program; past this size the oldest half is
+/// dropped (the console file keeps everything).
+const CONSOLE_MEMORY: usize = 8 << 20;
+
 /// What the console said so far, shared with the reader thread.
 #[derive(Debug, Default)]
 struct ConsoleState {
+    /// Console offset of `text[0]` (bytes dropped from memory before it).
+    base: usize,
     text: String,
     last_output: Option<Instant>,
     closed: bool,
@@ -103,6 +110,14 @@ impl ConsoleLog {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.text
             .push_str(&String::from_utf8_lossy(bytes).replace('\r', ""));
+        if st.text.len() > CONSOLE_MEMORY {
+            let mut cut = st.text.len() / 2;
+            while !st.text.is_char_boundary(cut) {
+                cut += 1;
+            }
+            st.text.drain(..cut);
+            st.base += cut;
+        }
         st.last_output = Some(Instant::now());
         self.changed.notify_all();
     }
@@ -113,13 +128,10 @@ impl ConsoleLog {
         self.changed.notify_all();
     }
 
-    /// Console bytes so far.
+    /// Console bytes so far (an offset that stays valid as a mark).
     pub fn len(&self) -> usize {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .text
-            .len()
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.base + st.text.len()
     }
 
     /// Nothing printed yet.
@@ -127,10 +139,11 @@ impl ConsoleLog {
         self.len() == 0
     }
 
-    /// The console from byte `from` on.
+    /// The console from offset `from` on (from the oldest byte still in
+    /// memory if `from` was dropped).
     pub fn since(&self, from: usize) -> String {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.text.get(from..).unwrap_or("").to_string()
+        tail_from(&st, from).to_string()
     }
 
     /// When the console last printed something.
@@ -152,7 +165,7 @@ impl ConsoleLog {
         let deadline = Instant::now() + timeout;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if pred(st.text.get(from..).unwrap_or("")) {
+            if pred(tail_from(&st, from)) {
                 return true;
             }
             let now = Instant::now();
@@ -166,6 +179,12 @@ impl ConsoleLog {
                 .0;
         }
     }
+}
+
+fn tail_from(st: &ConsoleState, from: usize) -> &str {
+    let start = from.saturating_sub(st.base);
+    // `from` came from `len()`, a char boundary, unless it was dropped.
+    st.text.get(start..).unwrap_or("")
 }
 
 /// A running QEMU process.
@@ -296,6 +315,27 @@ impl Drop for Qemu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_memory_is_bounded_and_marks_stay_valid() {
+        let log = ConsoleLog::default();
+        log.append(b"boot\r\n");
+        let mark = log.len();
+        assert_eq!(mark, 5);
+        log.append(b"pinfuzz: begin 1\n");
+        assert_eq!(log.since(mark), "pinfuzz: begin 1\n");
+        let line = "x".repeat(1023) + "\n";
+        for _ in 0..(CONSOLE_MEMORY / 1024 + 10) {
+            log.append(line.as_bytes());
+        }
+        let end = log.len();
+        assert!(end > CONSOLE_MEMORY);
+        log.append(b"pinfuzz: end 1\n");
+        assert_eq!(log.since(end), "pinfuzz: end 1\n");
+        // A dropped mark yields what is left, which is bounded.
+        assert!(log.since(mark).len() <= CONSOLE_MEMORY);
+        assert!(log.wait_for(end, Duration::from_millis(1), |t| t.contains("end 1")));
+    }
 
     #[test]
     fn command_line_has_the_channel_and_console() {

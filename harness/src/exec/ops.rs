@@ -5,9 +5,11 @@
 //! addresses, module handle numbers and pids, then runs it itself or sends
 //! it to the child the step names (`exec::child`), which calls the same
 //! [`execute`]. So a parent step and a child step take exactly the same
-//! code path. A kernel refusal is data ([`OpResult::Errno`], or a negative
-//! GUP return); an `Err` means the executor itself could not do what it was
-//! asked (for example the module rejected the ioctl's arguments) and stops
+//! code path. A refusal is data ([`OpResult::Errno`]): the kernel's (a
+//! syscall's errno, a negative GUP return) and the helper module's own
+//! (its ioctl errno, as `kmod/pinfuzz.h` lists them; the model predicts
+//! those too). An `Err` means the executor itself could not do what it was
+//! asked (a broken reply, a mapping the kernel placed elsewhere) and stops
 //! the run.
 //!
 //! Nothing here allocates on success: children decode commands from a
@@ -207,7 +209,12 @@ pub fn execute(cmd: &Cmd, dev: &PinfuzzDev) -> anyhow::Result<Outcome> {
                 gup_flags: flags,
                 pid,
             };
-            let reply = dev.gup(&args)?;
+            let reply = match dev.gup(&args) {
+                Ok(reply) => reply,
+                // The module's own refusal (EINVAL, ESRCH, ENOSPC, ...;
+                // kmod/pinfuzz.h) is part of what the program observes.
+                Err(e) => return Ok(Outcome::of(OpResult::Errno(e.errno as i32))),
+            };
             if reply.ret > 0 {
                 if reply.ret as u64 > pages || reply.handle == 0 {
                     anyhow::bail!(
@@ -230,10 +237,12 @@ pub fn execute(cmd: &Cmd, dev: &PinfuzzDev) -> anyhow::Result<Outcome> {
                 Ok(Outcome::of(OpResult::Errno(errno)))
             }
         }
-        Cmd::Release { handle, flags } => {
-            dev.release(handle, flags)?;
-            Ok(Outcome::of(OpResult::Ok))
-        }
+        Cmd::Release { handle, flags } => Ok(Outcome::of(match dev.release(handle, flags) {
+            Ok(()) => OpResult::Ok,
+            // ENOENT for a handle that holds nothing or was released,
+            // EINVAL for a dirty release of FOLL_GET references.
+            Err(e) => OpResult::Errno(e.errno as i32),
+        })),
         Cmd::Exit => anyhow::bail!("Cmd::Exit is handled by the child server, not executed"),
     }
 }

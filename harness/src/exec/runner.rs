@@ -113,8 +113,8 @@ enum Slot {
     Live { module: u32, pages: u32 },
     /// Its GUP returned 0 pages or an errno: it holds nothing.
     Empty,
-    /// Released.
-    Released,
+    /// Released; the module's number, for a release again.
+    Released { module: u32 },
 }
 
 #[derive(Debug, Default)]
@@ -531,33 +531,27 @@ impl<'a> Runner<'a> {
             Op::Release { handle, how } => {
                 let slot = self.live_slot(proc)?;
                 let h = usize::from(handle.0);
-                match self.handles[h] {
-                    Slot::Live { module, .. } => {
-                        // The module picks put_page() or unpin by the
-                        // handle's kind; only "dirty" is a choice.
-                        let flags = match how {
-                            Release::UnpinDirty => PINFUZZ_RELEASE_DIRTY,
-                            Release::Put | Release::Unpin => 0,
-                        };
-                        self.exec_in(
-                            slot,
-                            &Cmd::Release {
-                                handle: module,
-                                flags,
-                            },
-                        )?;
-                        self.handles[h] = Slot::Released;
-                        Ok(OpResult::Ok)
-                    }
-                    // GUP returned no pages: releasing the empty set of
-                    // pages does nothing (unpin_user_pages(pages, 0)).
-                    Slot::Empty => {
-                        self.handles[h] = Slot::Released;
-                        Ok(OpResult::Ok)
-                    }
+                // The module picks put_page() or unpin by the handle's
+                // kind; only "dirty" is a choice.
+                let flags = match how {
+                    Release::UnpinDirty => PINFUZZ_RELEASE_DIRTY,
+                    Release::Put | Release::Unpin => 0,
+                };
+                // A handle that holds nothing (its GUP returned no pages)
+                // goes to the module as handle 0, which it never hands
+                // out, and a released one under its old number (handles
+                // are not reused soon): the module answers ENOENT, as for
+                // any unknown handle.
+                let module = match self.handles[h] {
+                    Slot::Live { module, .. } | Slot::Released { module } => module,
+                    Slot::Empty => 0,
                     Slot::Unused => bail!("release of handle {h} before its GUP"),
-                    Slot::Released => bail!("handle {h} is released twice"),
+                };
+                let outcome = self.exec_in(slot, &Cmd::Release { handle: module, flags })?;
+                if outcome.result == OpResult::Ok {
+                    self.handles[h] = Slot::Released { module };
                 }
+                Ok(outcome.result)
             }
             Op::SplitHugePages { map, range } => {
                 let slot = self.live_slot(proc)?;

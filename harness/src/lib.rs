@@ -9,10 +9,12 @@
 
 pub mod agent;
 pub mod backend;
+pub mod campaign;
 pub mod channel;
 pub mod cli;
 pub mod diff;
 pub mod exec;
+pub mod finding;
 pub mod fuzzing;
 pub mod kernel;
 pub mod obs;
@@ -20,6 +22,7 @@ pub mod minimize;
 pub mod op;
 pub mod oracle;
 pub mod program;
+pub mod report;
 pub mod trace;
 pub mod uapi;
 pub mod vm;

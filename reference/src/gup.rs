@@ -80,7 +80,11 @@ impl Model {
             self.mm_mut(target).has_pinned = true;
         }
         let mut pages = Vec::with_capacity(nr as usize);
-        let result = self.get_user_pages(target, start, nr, foll, pin, &mut pages);
+        if api.is_fast() && pin && !foll.contains(Foll::WRITE) {
+            self.gup_fast_ro_pin(target, start, nr, foll, &mut pages);
+        }
+        let done = pages.len() as u64;
+        let result = self.get_user_pages(target, start + done, nr - done, foll, pin, &mut pages);
         match result {
             Err(e) if pages.is_empty() => Err(e),
             _ => {
@@ -145,6 +149,62 @@ impl Model {
             vpn += take;
         }
         Ok(())
+    }
+
+    /// The lockless GUP-fast walk (`mm/gup.c: gup_fast_pte_range`,
+    /// `gup_fast_pmd_leaf`) of a read-only FOLL_PIN, up to the first page it
+    /// cannot take; the slow path takes the rest. It matters to the model
+    /// only where it differs visibly from the slow path: GUP-fast pins a
+    /// page first (`try_grab_folio_fast`: `nr_foll_pin_acquired` grows) and
+    /// only then checks `gup_must_unshare(NULL, ..)`, which, without a VMA,
+    /// says yes for every non-exclusive anon page and for every non-anon
+    /// page under FOLL_LONGTERM whose PTE is not writable; it then unpins
+    /// (`gup_put_folio`: `nr_foll_pin_released` grows) and stops. A write
+    /// pin never gets that far without a writable PTE, so it is left to the
+    /// slow path entirely. Zero-page PTEs are special and PROT_NONE entries
+    /// are protnone: the walk stops before taking them.
+    fn gup_fast_ro_pin(&mut self, pid: Pid, start: Vpn, nr: u64, foll: Foll, pages: &mut Vec<u64>) {
+        let end = start + nr;
+        let mut vpn = start;
+        while vpn < end {
+            let Some(vma) = self.vma_at(pid, vpn) else {
+                return;
+            };
+            if !vma.prot.readable() {
+                return;
+            }
+            let (page, leaf_pages, checked) = match self.mm(pid).lookup(vpn) {
+                Mapped::None => return,
+                Mapped::Pte(p) if p == crate::folio::ZERO_PAGE => return,
+                Mapped::Pte(p) => (p, 1, p),
+                Mapped::PmdThp(f, i) => {
+                    let head = self.mem.folio(f).first;
+                    (head + i, HPAGE_PMD_NR - i, head)
+                }
+                Mapped::PmdHugeZero(i) => (HUGE_ZERO_FIRST + i, HPAGE_PMD_NR - i, HUGE_ZERO_FIRST),
+            };
+            let take = leaf_pages.min(end - vpn);
+            let f = self.mem.folio_of(page);
+            let anon = self.mem.folio(f).kind == FolioKind::Anon;
+            // A shared mapping's PTEs are writable exactly while the VMA is
+            // (no write-notify for shmem); a private mapping's non-anon PTEs
+            // never are.
+            let pte_write = vma.kind.is_shared() && vma.prot.writable();
+            let unshare = if anon {
+                !self.mem.page(checked).anon_exclusive
+            } else {
+                self.profile.unshare_non_anon_longterm
+                    && foll.contains(Foll::LONGTERM)
+                    && !pte_write
+            };
+            self.mem.pin(f, take as i64, &mut self.vmstat);
+            if unshare {
+                self.mem.unpin(f, take as i64, &mut self.vmstat);
+                return;
+            }
+            pages.extend(page..page + take);
+            vpn += take;
+        }
     }
 
     /// `follow_page_mask()` for one address: the page if it can be taken as

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod fmt;
+pub mod fuzz;
 pub mod generate;
 pub mod kernel;
 pub mod run;
@@ -23,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fuzz: seeded programs through the differential loop in the guest.
+    Fuzz(fuzz::Args),
     /// Execute programs on a backend and print the per-step trace.
     Run(run::Args),
     /// Check and canonicalize program files; convert raw fuzzer inputs.
@@ -41,6 +44,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Run(args) => run::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Gen(args) => generate::run(args),

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod backend;
 pub mod campaign;
 pub mod channel;
+pub mod creproducer;
 pub mod cli;
 pub mod diff;
 pub mod exec;

@@ -11,6 +11,7 @@ pub mod fmt;
 pub mod fuzz;
 pub mod generate;
 pub mod kernel;
+pub mod repro;
 pub mod run;
 pub mod vm;
 
@@ -28,6 +29,10 @@ enum Command {
     Fuzz(fuzz::Args),
     /// Execute programs on a backend and print the per-step trace.
     Run(run::Args),
+    /// Replay a finding, program or fuzzer input on kernel and model, side by side.
+    Repro(repro::ReproArgs),
+    /// Shrink a failing program while it fails the same way.
+    Minimize(repro::MinimizeArgs),
     /// Check and canonicalize program files; convert raw fuzzer inputs.
     Fmt(fmt::Args),
     /// Generate valid programs from a seeded generator.
@@ -46,6 +51,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fuzz(args) => fuzz::run(args),
         Command::Run(args) => run::run(args),
+        Command::Repro(args) => repro::repro(args),
+        Command::Minimize(args) => repro::minimize_cmd(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),

@@ -253,15 +253,6 @@ impl Choices<'_> {
         )
     }
 
-    fn procs_with_handles(&self) -> Procs {
-        Procs::collect(
-            Proc::Parent,
-            self.scope
-                .live_procs()
-                .filter(|&p| self.scope.held_handles(p).next().is_some()),
-        )
-    }
-
     fn live_procs(&self) -> Procs {
         Procs::collect(Proc::Parent, self.scope.live_procs())
     }
@@ -280,8 +271,10 @@ impl Choices<'_> {
         Maps::collect(MapId(0), self.scope.visible_maps(proc))
     }
 
-    fn handles(&self, proc: Proc) -> Handles {
-        Handles::collect(HandleId(0), self.scope.held_handles(proc))
+    /// The live handles: any running process may release any of them
+    /// (the helper module's handle table is shared by every process).
+    fn handles(&self) -> Handles {
+        Handles::collect(HandleId(0), self.scope.live_handles())
     }
 
     /// The kinds enabled and possible here, in [`KINDS`] order.
@@ -292,7 +285,7 @@ impl Choices<'_> {
             Kind::Mmap => scope.maps.len() < self.limits.max_maps,
             Kind::Munmap | Kind::Mprotect | Kind::Madvise | Kind::Touch | Kind::Split => has_maps,
             Kind::Get | Kind::Pin => has_maps && scope.handles.len() < self.limits.max_handles,
-            Kind::Release => self.procs_with_handles().len > 0,
+            Kind::Release => self.scope.live_handles().next().is_some(),
             Kind::Fork => scope.children.len() < self.limits.max_children,
             Kind::Exit => self.live_children().len > 0,
         };
@@ -576,9 +569,9 @@ fn decode_op(r: &mut Reader<'_>, choices: &Choices<'_>, kind: Kind) -> (Proc, Op
             )
         }
         Kind::Release => {
-            let procs = choices.procs_with_handles();
+            let procs = choices.live_procs();
             let proc = procs.as_slice()[r.choose(procs.len)];
-            let handles = choices.handles(proc);
+            let handles = choices.handles();
             let handle = handles.as_slice()[r.choose(handles.len)];
             let pin = scope.handles[usize::from(handle.0)].pin;
             let how = if !pin {
@@ -864,8 +857,8 @@ fn encode_step(out: &mut Vec<u8>, choices: &Choices<'_>, step: &Step) {
             out.push(b);
         }
         Op::Release { handle, how } => {
-            put_choice(out, &choices.procs_with_handles(), step.proc);
-            put_choice(out, &choices.handles(step.proc), handle);
+            put_choice(out, &choices.live_procs(), step.proc);
+            put_choice(out, &choices.handles(), handle);
             match how {
                 Release::Put => {}
                 Release::Unpin => out.push(0),

@@ -3,9 +3,11 @@
 //! A [`Scope`] replays a program's definitions (mmap, GUP calls, fork,
 //! exit, release) and answers what is live where: a mapping is visible in
 //! the process that created it and, if the parent created it, in the
-//! children forked after; a GUP handle belongs to the process that took it
-//! until that process releases it or exits; only the parent forks and
-//! reaps. [`check_step`] states every rule of one step against a scope, and
+//! children forked after; a GUP handle is live from its GUP call until it
+//! is released, by any running process (the helper module's handle table
+//! belongs to the open file, which the runner opens before any fork, so
+//! every process shares it and a child's handles outlive the child); only
+//! the parent forks and reaps. [`check_step`] states every rule of one step against a scope, and
 //! the numeric limits are the constants and `*_limit` functions here, which
 //! [`super::fixup`] also clamps to. `validate`, `fixup`, the parsers and the byte
 //! codec all ask this module, so a rule changed here changes everywhere.
@@ -99,11 +101,13 @@ pub struct ChildInfo {
     pub exited: Option<usize>,
 }
 
-/// A GUP handle as the scope knows it.
+/// A GUP handle as the scope knows it. It has no owner: the helper module
+/// keeps handles per open file (`kmod/pinfuzz.h`) and every process of a
+/// program shares the one file the runner opened, so any running process
+/// may release any live handle, and a handle outlives the process that
+/// took it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandleInfo {
-    /// The process that called GUP and holds the pages.
-    pub owner: Proc,
     /// FOLL_PIN (`pin_user_pages*`), as opposed to FOLL_GET.
     pub pin: bool,
     /// The step that released it, if one did.
@@ -168,18 +172,19 @@ impl Scope {
         })
     }
 
-    /// `proc` holds `handle`, unreleased.
-    pub fn holds(&self, handle: HandleId, proc: Proc) -> bool {
+    /// `handle` was taken and not yet released (whoever took it, and
+    /// whether or not that process still runs).
+    pub fn is_live(&self, handle: HandleId) -> bool {
         self.handles
             .get(usize::from(handle.0))
-            .is_some_and(|info| info.owner == proc && info.released.is_none())
+            .is_some_and(|info| info.released.is_none())
     }
 
-    /// The handles `proc` holds, in id order.
-    pub fn held_handles(&self, proc: Proc) -> impl Iterator<Item = HandleId> + '_ {
+    /// The live handles, in id order: what any running process may release.
+    pub fn live_handles(&self) -> impl Iterator<Item = HandleId> + '_ {
         (0..self.handles.len()).filter_map(move |i| {
             let id = HandleId(u16::try_from(i).expect("at most MAX_HANDLES handles"));
-            self.holds(id, proc).then_some(id)
+            self.is_live(id).then_some(id)
         })
     }
 
@@ -202,7 +207,6 @@ impl Scope {
                 offset,
             }),
             Op::Gup { api, .. } => self.handles.push(HandleInfo {
-                owner: step.proc,
                 pin: api.is_pin(),
                 released: None,
             }),
@@ -510,15 +514,6 @@ pub fn check_step(scope: &Scope, step: &Step, index: usize, problems: &mut Vec<P
                     format!("{name} was already released"),
                     Some(at),
                 );
-            } else if info.owner != step.proc {
-                c.report(
-                    Field::Handle,
-                    format!(
-                        "{name} is held by {}, not by {}: release it where it was taken",
-                        ProcName(info.owner),
-                        ProcName(step.proc)
-                    ),
-                );
             } else if info.pin && how == Release::Put {
                 c.report(
                     Field::Op,
@@ -684,6 +679,87 @@ mod tests {
                 end: 1024
             }
         );
+    }
+
+    fn pin(handle: u16, map: u8) -> Op {
+        Op::Gup {
+            handle: HandleId(handle),
+            api: GupApi::PinUserPages,
+            target: None,
+            map: MapId(map),
+            range: PageRange { start: 0, end: 1 },
+            foll: Foll::WRITE,
+        }
+    }
+
+    fn unpin(handle: u16) -> Op {
+        Op::Release {
+            handle: HandleId(handle),
+            how: Release::Unpin,
+        }
+    }
+
+    fn program(steps: Vec<Step>) -> Program {
+        Program {
+            steps,
+            ..Program::default()
+        }
+    }
+
+    /// The helper module's handle table is per open file and every process
+    /// shares the runner's file: a child's pin outlives the child, and any
+    /// running process may release any live handle.
+    #[test]
+    fn handles_are_shared_by_every_process_and_outlive_their_taker() {
+        let (c0, c1) = (Proc::Child(ChildId(0)), Proc::Child(ChildId(1)));
+        let fork = |c| step(Proc::Parent, Op::Fork { child: ChildId(c) });
+        let exit = |c| step(Proc::Parent, Op::Exit { child: ChildId(c) });
+        let valid = program(vec![
+            step(Proc::Parent, mmap(0, 1)),
+            fork(0),
+            fork(1),
+            // Taken by c0, released by the parent after c0 exited.
+            step(c0, pin(0, 0)),
+            exit(0),
+            step(Proc::Parent, unpin(0)),
+            // Taken by the parent, released by c1.
+            step(Proc::Parent, pin(1, 0)),
+            step(c1, unpin(1)),
+        ]);
+        assert_eq!(validate(&valid), []);
+
+        let mut scope = Scope::new();
+        for (i, s) in valid.steps.iter().enumerate().take(5) {
+            scope.apply(s, i);
+        }
+        assert!(scope.is_live(HandleId(0)), "c0 exited, its pin lives on");
+        assert_eq!(scope.live_handles().collect::<Vec<_>>(), [HandleId(0)]);
+
+        // Released once only, whoever releases it.
+        let twice = program(vec![
+            step(Proc::Parent, mmap(0, 1)),
+            fork(0),
+            step(c0, pin(0, 0)),
+            step(Proc::Parent, unpin(0)),
+            step(c0, unpin(0)),
+        ]);
+        let problems = validate(&twice);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].step, Some(4));
+        assert_eq!(problems[0].related, Some(3));
+        assert!(problems[0].message.contains("already released"));
+
+        // The releasing process must run.
+        let dead = program(vec![
+            step(Proc::Parent, mmap(0, 1)),
+            fork(0),
+            step(Proc::Parent, pin(0, 0)),
+            exit(0),
+            step(c0, unpin(0)),
+        ]);
+        let problems = validate(&dead);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, Field::Proc);
     }
 
     #[test]

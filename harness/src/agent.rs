@@ -44,6 +44,17 @@ pub const FATAL_PREFIX: &str = "pinfuzz-agent: FATAL";
 /// Prefix of the agent's own error lines on the console.
 pub const ERROR_PREFIX: &str = "pinfuzz-agent: error:";
 
+/// Print a line on the console. Unlike `println!`, never panics: pid 1
+/// must survive a console write error (it would have nowhere to report it).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 /// The console line that opens program `seq`'s kernel messages.
 pub fn begin_marker(seq: u64) -> String {
     format!("pinfuzz: begin {seq}")
@@ -62,7 +73,7 @@ pub fn run_as_init() -> ! {
         Ok(Err(err)) => format!("{err:#}"),
         Err(_) => "panic outside a request handler".to_string(),
     };
-    println!("{FATAL_PREFIX}: {why}");
+    say!("{FATAL_PREFIX}: {why}");
     power_off()
 }
 
@@ -116,14 +127,14 @@ fn boot_and_serve() -> Result<()> {
         setup_errors.push(format!("prepare_guest: {err:#}"));
     }
     for err in &setup_errors {
-        println!("{ERROR_PREFIX} {err}");
+        say!("{ERROR_PREFIX} {err}");
     }
     let node = port::find_port(port::PORT_NAME, Duration::from_secs(10))?;
     let port = Port::open(&node)?;
     let kmsg = OpenOptions::new().write(true).open("/dev/kmsg").ok();
     let ready_uptime_ms = init::uptime_ms().unwrap_or(0);
     let version = env!("CARGO_PKG_VERSION");
-    println!(
+    say!(
         "{READY_PREFIX} version={version} protocol={PROTOCOL_VERSION} uptime_ms={ready_uptime_ms}"
     );
     let hello = HelloInfo {
@@ -160,7 +171,7 @@ impl Agent {
                             return Err(anyhow::anyhow!("virtio port read failed: {io}"));
                         }
                     }
-                    println!("{ERROR_PREFIX} bad request: {err}");
+                    say!("{ERROR_PREFIX} bad request: {err}");
                     // The stream is out of sync: drop what is buffered and
                     // tell the host, which restarts the guest.
                     self.chan.reset();
@@ -183,7 +194,7 @@ impl Agent {
                 Err(payload) => Some(format!("handler panicked: {}", panic_message(&*payload))),
             };
             if let Some(message) = failure {
-                println!("{ERROR_PREFIX} {name}: {message}");
+                say!("{ERROR_PREFIX} {name}: {message}");
                 self.chan
                     .send(&Response::Error {
                         request: name.to_string(),
@@ -240,7 +251,7 @@ impl Agent {
             .as_mut()
             .map(|kmsg| kmsg.write_all(format!("<3>{line}\n").as_bytes()));
         if !matches!(written, Some(Ok(()))) {
-            println!("{line}");
+            say!("{line}");
         }
     }
 }

@@ -547,7 +547,13 @@ impl<'a> Runner<'a> {
                     Slot::Empty => 0,
                     Slot::Unused => bail!("release of handle {h} before its GUP"),
                 };
-                let outcome = self.exec_in(slot, &Cmd::Release { handle: module, flags })?;
+                let outcome = self.exec_in(
+                    slot,
+                    &Cmd::Release {
+                        handle: module,
+                        flags,
+                    },
+                )?;
                 if outcome.result == OpResult::Ok {
                     self.handles[h] = Slot::Released { module };
                 }
@@ -664,20 +670,16 @@ fn pin_to_this_cpu() -> anyhow::Result<()> {
 }
 
 /// Mark every anonymous mapping of this process `MADV_NOHUGEPAGE`, then
-/// clear `PR_SET_THP_DISABLE` (see the module comment).
+/// clear `PR_SET_THP_DISABLE` (see the module comment). Also checks that
+/// none of the runner's own memory lies in the program arena, where a
+/// program's `mmap` would meet it (EEXIST the model cannot predict).
 fn thp_hygiene(drain_page: usize) -> anyhow::Result<()> {
     let text = std::fs::read_to_string("/proc/self/maps").context("read /proc/self/maps")?;
+    let arena = ARENA_BASE_VPN * PAGE..ARENA_END_VPN * PAGE;
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
         let span = fields.next().unwrap_or("");
         let path = fields.nth(4).unwrap_or("");
-        let anonymous = path.is_empty()
-            || path == "[heap]"
-            || path.starts_with("[stack")
-            || path.starts_with("[anon");
-        if !anonymous {
-            continue;
-        }
         let Some((s, e)) = span.split_once('-') else {
             bail!("/proc/self/maps line {line:?}: no address range");
         };
@@ -685,6 +687,21 @@ fn thp_hygiene(drain_page: usize) -> anyhow::Result<()> {
             usize::from_str_radix(s, 16).context("maps start")?,
             usize::from_str_radix(e, 16).context("maps end")?,
         );
+        if (s as u64) < arena.end && (e as u64) > arena.start {
+            bail!(
+                "the runner's own mapping {line:?} lies in the program arena \
+                 0x{:x}..0x{:x}",
+                arena.start,
+                arena.end
+            );
+        }
+        let anonymous = path.is_empty()
+            || path == "[heap]"
+            || path.starts_with("[stack")
+            || path.starts_with("[anon");
+        if !anonymous {
+            continue;
+        }
         if s == drain_page {
             continue;
         }

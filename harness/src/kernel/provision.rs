@@ -36,7 +36,29 @@ fn say(msg: &str) {
 /// make sure its helper module is built from the current sources.
 pub fn fetch_debian(cache: &Cache, req: &FetchRequest) -> Result<Manifest> {
     let _lock = cache.lock()?;
-    let found = apt::available(req.flavour)?;
+    // A pinned version already in the cache needs no apt at all: Debian
+    // drops old ABIs from the mirror, the cached entry keeps working.
+    if let (Some(pin), false) = (req.version.as_deref(), req.force) {
+        if let Some(manifest) = cached_pin(cache, req.flavour, pin) {
+            say(&format!("{} is cached", manifest.name));
+            return ensure_module_locked(cache, manifest);
+        }
+    }
+    let found = match apt::available(req.flavour) {
+        Ok(found) => found,
+        Err(err) if req.version.is_none() && !req.force => {
+            // No usable package lists: the newest cached entry will do.
+            match super::newest_cached(cache, req.flavour) {
+                Some(manifest) => {
+                    say(&format!("{err:#}"));
+                    say(&format!("using the cached {} instead", manifest.name));
+                    return ensure_module_locked(cache, manifest);
+                }
+                None => return Err(err),
+            }
+        }
+        Err(err) => return Err(err),
+    };
     let chosen = apt::choose(req.flavour, &found, req.version.as_deref())?;
     let name = format!("debian-{}", chosen.abi);
     let dir = cache.entry_dir(&name);
@@ -111,6 +133,21 @@ pub fn fetch_debian(cache: &Cache, req: &FetchRequest) -> Result<Manifest> {
     manifest.save(&manifest_path)?;
     say(&format!("{} ready ({})", manifest.name, dir.display()));
     Ok(manifest)
+}
+
+/// The cached entry of `flavour` that `pin` names (same rules as
+/// [`apt::choose`]).
+fn cached_pin(cache: &Cache, flavour: Flavour, pin: &str) -> Option<Manifest> {
+    cache.list().into_iter().filter_map(Result::ok).find(|m| {
+        let Origin::Debian { flavour: f, abi } = &m.origin else {
+            return false;
+        };
+        let image_version = m.packages.first().map(|p| p.version.as_str()).unwrap_or("");
+        f == flavour.name()
+            && (abi == pin
+                || abi.split('+').next() == Some(pin)
+                || image_version.split('-').next() == Some(pin))
+    })
 }
 
 /// The kbuild package's version: the image's version if apt has it (the

@@ -292,6 +292,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bzimage_payload_is_found_through_the_boot_header() {
+        let mut image = vec![0u8; 4096];
+        image[0x1f1] = 3; // setup_sects: protected-mode code at 4 * 512
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x248..0x24c].copy_from_slice(&100u32.to_le_bytes());
+        image[0x24c..0x250].copy_from_slice(&6u32.to_le_bytes());
+        image[2048 + 100..2048 + 106].copy_from_slice(&[0x28, 0xb5, 0x2f, 0xfd, 1, 2]);
+        assert_eq!(
+            bzimage_payload(&image),
+            Some(&[0x28, 0xb5, 0x2f, 0xfd, 1, 2][..])
+        );
+        image[0x24c..0x250].copy_from_slice(&100_000u32.to_le_bytes());
+        assert_eq!(bzimage_payload(&image), None, "payload past the end");
+        image[0x202] = b'X';
+        assert_eq!(bzimage_payload(&image), None, "no HdrS");
+    }
+
+    #[test]
     fn include_line_is_rewritten_idempotently() {
         let common = Path::new("/cache/root/usr/src/linux-headers-6.12.117+deb12-common");
         let text = "include /usr/src/linux-headers-6.12.117+deb12-common/Makefile\n";

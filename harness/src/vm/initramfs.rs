@@ -63,8 +63,85 @@ pub fn build(cache: &Cache, contents: &Contents) -> Result<PathBuf> {
         .map(|b| format!("{b:02x}"))
         .collect();
     let path = cache.initramfs_dir().join(format!("{hash}.cpio"));
-    if !path.is_file() {
+    if path.is_file() {
+        // Mark it used, so pruning keeps it.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    } else {
         write_atomic(&path, &bytes)?;
+        prune(&cache.initramfs_dir(), &path);
     }
     Ok(path)
+}
+
+/// Images unused for this long are deleted when a new one is written
+/// (every agent or module change makes a new one). Long enough that no
+/// guest still booting from one can lose it.
+const PRUNE_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+fn prune(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > PRUNE_AFTER);
+        if old && path != keep && path.extension().is_some_and(|e| e == "cpio") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_cached_by_content_and_old_ones_pruned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::at(dir.path().to_path_buf());
+        let agent = dir.path().join("agent");
+        let module = dir.path().join("pinfuzz.ko");
+        std::fs::write(&agent, b"\x7fELF agent").expect("write");
+        std::fs::write(&module, b"module").expect("write");
+        let contents = Contents {
+            agent: agent.clone(),
+            module: module.clone(),
+            extra_modules: vec![module.clone()],
+        };
+        let first = build(&cache, &contents).expect("build");
+        assert_eq!(build(&cache, &contents).expect("rebuild"), first);
+        let bytes = std::fs::read(&first).expect("read");
+        for name in [
+            "init",
+            "lib/modules/pinfuzz.ko",
+            "lib/modules/extra/00-pinfuzz.ko",
+        ] {
+            let needle = format!("{name}\0");
+            assert!(
+                bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{name}"
+            );
+        }
+        // An image unused for long goes when a new one is written.
+        let stale = std::fs::File::options()
+            .append(true)
+            .open(&first)
+            .expect("open");
+        stale
+            .set_modified(std::time::SystemTime::now() - PRUNE_AFTER * 2)
+            .expect("age it");
+        std::fs::write(&agent, b"\x7fELF agent v2").expect("write");
+        let second = build(&cache, &contents).expect("build v2");
+        assert_ne!(second, first);
+        assert!(!first.exists(), "stale image kept");
+        assert!(second.exists());
+    }
 }

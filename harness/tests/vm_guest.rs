@@ -107,7 +107,7 @@ fn long_program() -> String {
 
 #[test]
 #[ignore = "boots QEMU guests; run with --ignored after `pinfuzz kernel fetch`"]
-fn kill_and_panic_are_detected_and_followed_by_a_fresh_guest() {
+fn kill_panic_and_power_off_are_detected_and_followed_by_a_fresh_guest() {
     let spec = default_kernel();
     let smoke = Program::parse_strict(SMOKE_PROGRAM, "smoke").expect("smoke parses");
     let long = Program::parse_strict(&long_program(), "long").expect("long program parses");
@@ -167,6 +167,20 @@ fn kill_and_panic_are_detected_and_followed_by_a_fresh_guest() {
         .expect("run after panic");
     assert_smoke_ok(&run);
     assert_eq!(guest.boots(), 3);
+
+    // An unexpected power-off (sysrq o): QEMU exits cleanly, nothing on
+    // the console explains it.
+    let crash = guest
+        .write_file("/proc/sysrq-trigger", b"o")
+        .expect("write_file")
+        .expect("the power-off is reported");
+    assert_eq!(crash.kind, CrashKind::Lost, "{crash:?}");
+    assert_eq!(crash.title, "lost connection: QEMU exited with status 0");
+    let run = guest
+        .run_program(&smoke, Duration::from_secs(30), &mut |_| Ok(()))
+        .expect("run after power-off");
+    assert_smoke_ok(&run);
+    assert_eq!(guest.boots(), 4);
 }
 
 #[test]

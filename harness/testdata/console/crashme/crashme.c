@@ -48,8 +48,10 @@ static noinline void crashme_badpage(void)
 
 static noinline void crashme_oops(void)
 {
-	int *volatile p = NULL;
+	int *p = NULL;
 
+	/* Keep the compiler from turning the known-NULL store into a trap. */
+	OPTIMIZER_HIDE_VAR(p);
 	*p = 1;
 }
 

@@ -89,7 +89,7 @@ pub struct CampaignStats {
     pub boots: u64,
     /// Wall time, in seconds.
     pub elapsed_s: f64,
-    /// Time to the first finding, in seconds.
+    /// Time from the first guest being ready to the first finding, in seconds.
     pub first_finding_s: Option<f64>,
     /// Steps of the first finding's minimized program.
     pub first_finding_steps: Option<usize>,
@@ -156,6 +156,8 @@ struct Shared {
     stats: Mutex<CampaignStats>,
     store: FindingStore,
     started: Instant,
+    /// When the first guest was ready: fuzzing time is measured from here.
+    fuzzing_since: Mutex<Option<Instant>>,
 }
 
 /// Run a campaign; `progress` is called with the current statistics after
@@ -170,6 +172,7 @@ pub fn run_campaign(
         stats: Mutex::new(CampaignStats::default()),
         store: FindingStore::open(&cfg.findings)?,
         started: Instant::now(),
+        fuzzing_since: Mutex::new(None),
     });
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -205,6 +208,11 @@ fn worker_loop(
     let mut guest =
         Guest::boot(&cfg.kernel, &cfg.guest).with_context(|| format!("boot guest {worker}"))?;
     let hello = guest.hello()?;
+    shared
+        .fuzzing_since
+        .lock()
+        .expect("fuzzing_since lock")
+        .get_or_insert_with(Instant::now);
     let profile = match cfg.profile {
         Some(p) => p,
         None => Profile::find(&hello.kernel_release)
@@ -289,6 +297,7 @@ fn handle_finding(
     run: DiffRun,
     origin: String,
 ) -> Result<()> {
+    let found_at = Instant::now();
     let title = run.outcome.title().expect("a finding has a title");
     let path = shared.store.path_for(&title);
     let mut ctx = ctx.clone();
@@ -338,7 +347,12 @@ fn handle_finding(
     let mut st = shared.stats.lock().expect("stats lock");
     st.new_findings += 1;
     if st.first_finding_s.is_none() {
-        st.first_finding_s = Some(shared.started.elapsed().as_secs_f64());
+        let since = shared
+            .fuzzing_since
+            .lock()
+            .expect("fuzzing_since lock")
+            .unwrap_or(shared.started);
+        st.first_finding_s = Some(found_at.duration_since(since).as_secs_f64());
         st.first_finding_steps = Some(final_steps);
         st.first_finding_title = Some(title);
     }

@@ -139,7 +139,7 @@ impl Model {
                 }
                 (MapKind::AnonPrivate, _) => {
                     self.anon_vma_prepare(pid, vpn);
-                    self.map_new_anon_page(pid, vpn);
+                    self.map_new_anon_page(pid, vpn, None);
                 }
                 (_, FaultKind::Read) => self.do_read_fault(pid, vma, vpn),
                 (MapKind::AnonShared | MapKind::MemfdShared, _) => {
@@ -154,9 +154,10 @@ impl Model {
                     // do_cow_fault(): the page-cache folio is read (and
                     // allocated) but only the anon copy is mapped.
                     let file = vma.file.expect("memfd VMA has a file");
-                    self.shmem_get_folio(file, vma.file_index(vpn));
+                    let f = self.shmem_get_folio(file, vma.file_index(vpn));
+                    let source = self.mem.folio(f).first;
                     self.anon_vma_prepare(pid, vpn);
-                    self.map_new_anon_page(pid, vpn);
+                    self.map_new_anon_page(pid, vpn, Some(source));
                 }
             }
             return;
@@ -168,12 +169,16 @@ impl Model {
     }
 
     /// A new exclusive order-0 anon folio mapped at `vpn`, the allocation's
-    /// reference handed to the PTE.
-    fn map_new_anon_page(&mut self, pid: Pid, vpn: Vpn) {
+    /// reference handed to the PTE; its content copied from `source` (zeroed
+    /// without one).
+    fn map_new_anon_page(&mut self, pid: Pid, vpn: Vpn, source: Option<u64>) {
         let f = self.mem.alloc(0, FolioKind::Anon);
         let p = self.mem.folio(f).first;
         self.mem.add_pte_map(p, false);
-        self.mem.page_mut(p).anon_exclusive = true;
+        let written = source.is_some_and(|s| self.mem.page(s).written);
+        let page = self.mem.page_mut(p);
+        page.anon_exclusive = true;
+        page.written = written;
         *self.mm_mut(pid).pte_slot(vpn) = p;
     }
 
@@ -239,7 +244,7 @@ impl Model {
     /// the old mapping.
     fn wp_page_copy(&mut self, pid: Pid, vpn: Vpn, old: u64) {
         self.anon_vma_prepare(pid, vpn);
-        self.map_new_anon_page(pid, vpn);
+        self.map_new_anon_page(pid, vpn, (old != ZERO_PAGE).then_some(old));
         if old != ZERO_PAGE {
             self.mem.remove_pte_run(&[old], &mut self.vmstat);
         }

@@ -100,6 +100,10 @@ pub(crate) struct Page {
     pub pte_maps: i64,
     /// `PageAnonExclusive(page)`.
     pub anon_exclusive: bool,
+    /// The page holds non-zero bytes (a user store wrote to it, or it was
+    /// copied from such a page). Kernels since 6.12 map never-written
+    /// subpages of a split anon THP to the shared zero page.
+    pub written: bool,
 }
 
 /// Every folio and page.
@@ -123,6 +127,7 @@ impl Memory {
                 folio: u32::MAX,
                 pte_maps: 0,
                 anon_exclusive: false,
+                written: false,
             }],
             pincount_min_order,
             freed: Vec::new(),
@@ -143,6 +148,7 @@ impl Memory {
             folio: id,
             pte_maps: 0,
             anon_exclusive: false,
+            written: false,
         }));
         self.folios.push(Folio {
             first,
@@ -361,15 +367,15 @@ impl Memory {
         }
     }
 
-    /// `mm/huge_memory.c: __split_huge_page()`: turn a large folio into
-    /// small folios, one per page, in place. Each page keeps its id, its
-    /// mappings and its `PageAnonExclusive` bit; its new folio holds one
-    /// reference per mapping (the caller guarantees there are no other
-    /// references: `can_split_folio()`); pages that nothing maps are freed.
-    /// Returns the new folios, page order.
+    /// `mm/huge_memory.c: __split_huge_page()` of an unmapped large folio:
+    /// one small folio per page, in place. Each page keeps its id, its
+    /// `PageAnonExclusive` and content bits; the new folios hold no
+    /// reference yet (the caller maps them back, then frees the unused ones
+    /// with [`Memory::free_if_unreferenced`]). Returns the new folios, page
+    /// order; the first keeps the old folio's id.
     pub fn split_to_order0(&mut self, f: FolioId) -> Vec<FolioId> {
         let old = self.folio(f).clone();
-        debug_assert!(old.is_large() && old.entire_maps == 0);
+        debug_assert!(old.is_large() && old.mapcount() == 0);
         let mut out = Vec::with_capacity(old.nr_pages() as usize);
         for (i, p) in (old.first..old.first + old.nr_pages()).enumerate() {
             let kind = match old.kind {
@@ -379,35 +385,39 @@ impl Memory {
                 },
                 k => k,
             };
-            let maps = self.page(p).pte_maps;
-            let nf = if i == 0 {
-                f
-            } else {
-                u32::try_from(self.folios.len()).expect("fewer than 2^32 folios")
-            };
             let folio = Folio {
                 first: p,
                 order: 0,
-                refcount: maps,
+                refcount: 0,
                 pincount: 0,
                 entire_maps: 0,
-                pte_mapped_pages: i64::from(maps > 0),
-                pte_maps: maps,
+                pte_mapped_pages: 0,
+                pte_maps: 0,
                 kind,
                 partially_mapped: false,
-                live: maps > 0,
+                live: true,
             };
-            if maps == 0 {
-                self.freed.push(p);
-            }
-            if i == 0 {
+            let nf = if i == 0 {
                 self.folios[f as usize] = folio;
+                f
             } else {
                 self.folios.push(folio);
-            }
+                u32::try_from(self.folios.len() - 1).expect("fewer than 2^32 folios")
+            };
             self.page_mut(p).folio = nf;
             out.push(nf);
         }
         out
+    }
+
+    /// Free a folio nothing references (the end of a split for pages that
+    /// were not mapped back).
+    pub fn free_if_unreferenced(&mut self, f: FolioId) {
+        let folio = self.folio_mut(f);
+        if folio.refcount == 0 && folio.live {
+            folio.live = false;
+            let pages = self.pages_of(f);
+            self.freed.extend(pages);
+        }
     }
 }

@@ -28,6 +28,7 @@ impl Model {
         let vmas: Vec<Vma> = self.mm(parent).vmas.values().copied().collect();
         for vma in vmas {
             let mut copy = vma;
+            copy.seq = self.next_seq();
             // anon_vma_fork(): the child's VMA links its own anon_vma and
             // the parent's, so its chain is not singular.
             copy.anon_vma = vma.anon_vma.map(|_| {
@@ -109,7 +110,10 @@ impl Model {
                         let nf = self.mem.alloc(0, FolioKind::Anon);
                         let np = self.mem.folio(nf).first;
                         self.mem.add_pte_map(np, false);
-                        self.mem.page_mut(np).anon_exclusive = true;
+                        let written = self.mem.page(p).written;
+                        let page = self.mem.page_mut(np);
+                        page.anon_exclusive = true;
+                        page.written = written;
                         np
                     } else {
                         self.mem.page_mut(p).anon_exclusive = false;

@@ -53,6 +53,10 @@ pub(crate) struct Vma {
     pub thp: ThpAdvice,
     /// `vma->anon_vma`.
     pub anon_vma: Option<AnonVma>,
+    /// When the VMA's anon_vma_chain entries were last inserted into the
+    /// anon_vma interval tree (creation, fork, split, merge): among VMAs
+    /// that start at the same page, the rmap walk visits earlier ones first.
+    pub seq: u64,
 }
 
 impl Vma {

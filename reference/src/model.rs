@@ -104,6 +104,7 @@ pub struct Model {
     /// Live handles.
     pub(crate) live_handle_count: usize,
     next_anon_vma: u32,
+    next_vma_seq: u64,
 }
 
 impl Model {
@@ -121,6 +122,7 @@ impl Model {
             pages_held: 0,
             live_handle_count: 0,
             next_anon_vma: 0,
+            next_vma_seq: 0,
         }
     }
 
@@ -188,6 +190,12 @@ impl Model {
         } else {
             Err(Errno::ESRCH)
         }
+    }
+
+    /// The next VMA insertion sequence number (see `Vma::seq`).
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.next_vma_seq += 1;
+        self.next_vma_seq
     }
 
     /// A new, singular anon_vma.

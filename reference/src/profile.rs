@@ -19,6 +19,9 @@ pub struct Profile {
     /// R/O FOLL_LONGTERM pins of non-anon pages in COW mappings unshare
     /// (`mm/internal.h: gup_must_unshare`, non-anon branch; not in 6.1).
     pub unshare_non_anon_longterm: bool,
+    /// Splitting an anon THP maps its never-written pages to the shared zero
+    /// page (`mm/migrate.c: try_to_map_unused_to_zeropage`, 6.12).
+    pub split_maps_unused_to_zero_page: bool,
 }
 
 impl Profile {
@@ -28,6 +31,7 @@ impl Profile {
         version: (6, 12),
         pincount_min_order: 1,
         unshare_non_anon_longterm: true,
+        split_maps_unused_to_zero_page: true,
     };
 
     /// Linux 6.1 as shipped by Debian (linux-image-6.1.0-*).
@@ -36,6 +40,7 @@ impl Profile {
         version: (6, 1),
         pincount_min_order: 1,
         unshare_non_anon_longterm: false,
+        split_maps_unused_to_zero_page: false,
     };
 
     /// Every profile, newest first.

@@ -60,6 +60,7 @@ impl Model {
             prot,
             thp: ThpAdvice::None,
             anon_vma: None,
+            seq: self.next_seq(),
         };
         self.mm_mut(pid).vmas.insert(start, vma);
         self.merge_around(pid, start);
@@ -76,8 +77,8 @@ impl Model {
             return Err(Errno::EINVAL);
         }
         let end = start + npages;
-        self.split_vma_at(pid, start);
-        self.split_vma_at(pid, end);
+        self.split_vma_at(pid, start, true);
+        self.split_vma_at(pid, end, false);
         for vma in self.mm(pid).vmas_in(start, end) {
             self.zap_vma_range(pid, vma.start, vma.end);
             self.mm_mut(pid).vmas.remove(&vma.start);
@@ -198,6 +199,11 @@ impl Model {
                         },
                     );
                 }
+                if access == Access::Write {
+                    // The executor stores a non-zero byte.
+                    let p = self.mapped_page(pid, v);
+                    self.mem.page_mut(p).written = true;
+                }
             }
             i += chunk_end - vpn;
         }
@@ -223,8 +229,10 @@ impl Model {
 
     /// Split the VMA containing `vpn` so that a VMA starts at `vpn`
     /// (`mm/vma.c: __split_vma`; both parts share the anon_vma), then split
-    /// a PMD leaf the new boundary cuts.
-    pub(crate) fn split_vma_at(&mut self, pid: Pid, vpn: Vpn) {
+    /// a PMD leaf the new boundary cuts. `new_below`: the new VMA is the
+    /// lower part (its anon_vma_chain is inserted first, then the old VMA's
+    /// is reinserted with its new bounds).
+    pub(crate) fn split_vma_at(&mut self, pid: Pid, vpn: Vpn, new_below: bool) {
         let Some(vma) = self.vma_at(pid, vpn) else {
             return;
         };
@@ -238,6 +246,12 @@ impl Model {
         if high.file.is_some() {
             high.pgoff = vma.pgoff + (vpn - vma.start);
         }
+        let (first, second) = (self.next_seq(), self.next_seq());
+        if new_below {
+            (low.seq, high.seq) = (first, second);
+        } else {
+            (high.seq, low.seq) = (first, second);
+        }
         let mm = self.mm_mut(pid);
         mm.vmas.insert(low.start, low);
         mm.vmas.insert(high.start, high);
@@ -247,8 +261,8 @@ impl Model {
     /// Apply `change` to `[start, end)`, which lies inside one VMA: split it
     /// at the range's ends, change the middle, then merge with neighbours.
     fn modify_vma(&mut self, pid: Pid, start: Vpn, end: Vpn, change: impl Fn(&mut Vma)) {
-        self.split_vma_at(pid, start);
-        self.split_vma_at(pid, end);
+        self.split_vma_at(pid, start, true);
+        self.split_vma_at(pid, end, false);
         let vma = self
             .mm_mut(pid)
             .vmas
@@ -271,7 +285,8 @@ impl Model {
             .map(|(_, v)| *v);
         if let Some(prev) = prev {
             let cur = self.mm(pid).vmas[&start];
-            if let Some(merged) = merge_pair(&prev, &cur) {
+            if let Some(mut merged) = merge_pair(&prev, &cur) {
+                merged.seq = self.next_seq();
                 let mm = self.mm_mut(pid);
                 mm.vmas.remove(&cur.start);
                 mm.vmas.insert(merged.start, merged);
@@ -281,7 +296,8 @@ impl Model {
         let cur = self.mm(pid).vmas[&start];
         let next = self.mm(pid).vmas.get(&cur.end).copied();
         if let Some(next) = next {
-            if let Some(merged) = merge_pair(&cur, &next) {
+            if let Some(mut merged) = merge_pair(&cur, &next) {
+                merged.seq = self.next_seq();
                 let mm = self.mm_mut(pid);
                 mm.vmas.remove(&next.start);
                 mm.vmas.insert(merged.start, merged);

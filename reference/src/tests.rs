@@ -416,3 +416,53 @@ fn get_blocks_split_and_survives_munmap() {
     ok(&m, r);
     assert_eq!(m.release(g.handle, Release::Put), Err(Errno::ENOENT));
 }
+
+#[test]
+fn split_maps_never_written_subpages_to_the_zero_page_on_6_12() {
+    // mm/migrate.c: try_to_map_unused_to_zeropage (RMP_USE_SHARED_ZEROPAGE).
+    for (profile, zero) in [(Profile::LINUX_6_12, true), (Profile::LINUX_6_1, false)] {
+        let mut m = Model::new(profile, Config::default());
+        let r = m.mmap(P, BASE, 512, MapKind::AnonPrivate, Prot::ReadWrite);
+        ok(&m, r);
+        let r = m.touch(P, BASE, 1, Access::Write);
+        ok(&m, r);
+        let c = m.fork(P).expect("fork");
+        let r = m.split_huge_pages(c, BASE, 1);
+        ok(&m, r);
+        assert_eq!(m.vmstat().thp_split_page, 1);
+        assert_eq!(m.vmstat().thp_split_pmd, 2, "both PMD mappings split");
+        let written = m.page_at(P, BASE);
+        assert_eq!(
+            (written.order, written.refcount, written.mapcount),
+            (0, 2, 2)
+        );
+        assert_eq!(m.page_at(P, BASE + 1).zero, zero, "{}", profile.name);
+        assert_eq!(m.page_at(c, BASE + 1).zero, zero, "{}", profile.name);
+    }
+}
+
+#[test]
+fn split_of_pte_mapped_thp_counts_deferred_split_once() {
+    // try_to_migrate_one removes PTE mappings one at a time: the first
+    // removal leaves the folio partially mapped.
+    let mut m = Model::new(
+        Profile::LINUX_6_12,
+        Config {
+            thp: ThpMode::Always,
+            use_zero_page: false,
+        },
+    );
+    let r = m.mmap(P, BASE, 512, MapKind::AnonPrivate, Prot::ReadWrite);
+    ok(&m, r);
+    let r = m.touch(P, BASE, 1, Access::Read);
+    ok(&m, r);
+    let c = m.fork(P).expect("fork");
+    let r = m.mprotect(c, BASE, 1, Prot::None);
+    ok(&m, r);
+    assert_eq!(m.vmstat().thp_split_pmd, 1);
+    let r = m.split_huge_pages(c, BASE, 1);
+    ok(&m, r);
+    assert_eq!(m.vmstat().thp_split_pmd, 2);
+    assert_eq!(m.vmstat().thp_deferred_split_page, 1);
+    assert!(m.page_at(P, BASE).zero);
+}

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod kernel;
 pub mod repro;
 pub mod run;
+pub mod selfcheck;
 pub mod vm;
 
 /// Differential fuzzing of Linux page pinning against a reference model.
@@ -33,6 +34,8 @@ enum Command {
     Repro(repro::ReproArgs),
     /// Shrink a failing program while it fails the same way.
     Minimize(repro::MinimizeArgs),
+    /// Check that pinfuzz catches each fault-injection mode of the helper module.
+    Selfcheck(selfcheck::Args),
     /// Check and canonicalize program files; convert raw fuzzer inputs.
     Fmt(fmt::Args),
     /// Generate valid programs from a seeded generator.
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Repro(args) => repro::repro(args),
         Command::Minimize(args) => repro::minimize_cmd(args),
+        Command::Selfcheck(args) => selfcheck::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),

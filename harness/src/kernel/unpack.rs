@@ -58,7 +58,9 @@ pub fn fix_header_paths(root: &Path, abi: &str, release: &str) -> Result<PathBuf
             makefile.display()
         )
     })?;
-    fs::write(&makefile, fixed).with_context(|| format!("write {}", makefile.display()))?;
+    if fixed != text {
+        super::manifest::write_atomic(&makefile, fixed.as_bytes())?;
+    }
     let modules = root.join("lib/modules").join(release);
     if modules.is_dir() {
         for (link, target) in [("build", &arch_dir), ("source", &common_dir)] {

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
+pub mod corpus;
 pub mod fmt;
 pub mod fuzz;
 pub mod generate;
@@ -26,6 +28,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run program files differentially in the guest; fail on any finding.
+    Check(check::Args),
+    /// Import, merge and minimize text corpora of programs.
+    #[command(subcommand)]
+    Corpus(corpus::Command),
     /// Fuzz: seeded programs through the differential loop in the guest.
     Fuzz(fuzz::Args),
     /// Execute programs on a backend and print the per-step trace.
@@ -52,6 +59,8 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Corpus(cmd) => corpus::run(cmd),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Run(args) => run::run(args),
         Command::Repro(args) => repro::repro(args),

@@ -13,6 +13,7 @@ pub mod campaign;
 pub mod channel;
 pub mod creproducer;
 pub mod cli;
+pub mod corpus;
 pub mod diff;
 pub mod exec;
 pub mod finding;

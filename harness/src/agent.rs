@@ -15,6 +15,7 @@
 //! kernel's own messages on the console): [`begin_marker`] before the first
 //! step and [`end_marker`] before the final response.
 
+pub mod binary;
 pub mod init;
 pub mod port;
 
@@ -221,6 +222,18 @@ impl Agent {
             Request::PowerOff => {
                 self.chan.send(&Response::Done)?;
                 power_off();
+            }
+            Request::RunBinary {
+                seq,
+                name,
+                binary,
+                args,
+                timeout,
+            } => {
+                self.kmsg_line(&begin_marker(seq));
+                let result = binary::run(&name, &binary, &args, timeout);
+                self.kmsg_line(&end_marker(seq));
+                self.chan.send(&Response::BinaryDone(result?))?;
             }
         }
         Ok(())

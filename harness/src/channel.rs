@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 pub use frame::{FrameDecoder, FrameError, MAX_PAYLOAD, PROTOCOL_VERSION};
-pub use message::{HelloInfo, ModuleInfo, ModuleStatus, Request, Response};
+pub use message::{BinaryRun, HelloInfo, ModuleInfo, ModuleStatus, Request, Response};
 
 /// Why a message could not be sent or received.
 #[derive(Debug, Error)]

@@ -55,6 +55,23 @@ pub enum Request {
     /// Sync the console and power the guest off (`reboot(RB_POWER_OFF)`).
     /// Answered by [`Response::Done`] just before the power-off.
     PowerOff,
+    /// Run an executable the host sends (a C reproducer, the bench
+    /// baseline): written to `/tmp/pinfuzz-bin/<name>` (mode 0700), run in
+    /// its own process group with `args`, stdin `/dev/null`, stdout and
+    /// stderr into one pipe. Answered by [`Response::BinaryDone`]. The
+    /// console markers of [`Request::RunProgram`] surround it (with `seq`).
+    RunBinary {
+        /// Host-chosen sequence number for the console markers.
+        seq: u64,
+        /// File name in the guest (no `/`).
+        name: String,
+        /// The executable; static, as the initramfs holds no libc.
+        binary: Vec<u8>,
+        /// Arguments after `argv[0]`.
+        args: Vec<String>,
+        /// Wall-clock budget; the process group is killed (SIGKILL) after it.
+        timeout: Duration,
+    },
 }
 
 impl Request {
@@ -66,6 +83,7 @@ impl Request {
             Request::RunProgram { .. } => "RunProgram",
             Request::WriteFile { .. } => "WriteFile",
             Request::PowerOff => "PowerOff",
+            Request::RunBinary { .. } => "RunBinary",
         }
     }
 }
@@ -93,6 +111,36 @@ pub enum Response {
         /// The error with its causes (`{:#}` of an `anyhow::Error`).
         message: String,
     },
+    /// Answer to [`Request::RunBinary`]: how the executable ended.
+    BinaryDone(BinaryRun),
+}
+
+/// How an executable run by [`Request::RunBinary`] ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRun {
+    /// Exit status, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// It was still running at the timeout and was killed.
+    pub timed_out: bool,
+    /// Standard output and error as they interleaved, at most
+    /// [`BinaryRun::MAX_OUTPUT`] bytes.
+    pub output: Vec<u8>,
+    /// Output past [`BinaryRun::MAX_OUTPUT`] was dropped.
+    pub truncated: bool,
+    /// Spawn to exit, in ns (guest clock).
+    pub wall_ns: u64,
+}
+
+impl BinaryRun {
+    /// Most output bytes kept.
+    pub const MAX_OUTPUT: usize = 16 << 20;
+
+    /// Exited with status 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
 }
 
 /// The agent's identity and the state of the guest.

@@ -27,7 +27,7 @@ use super::console::{self, CrashKind, CrashReport};
 use super::initramfs;
 use super::qemu::{Qemu, QemuConfig};
 use crate::agent::{READY_PREFIX, end_marker};
-use crate::channel::{Channel, HelloInfo, Request, Response};
+use crate::channel::{BinaryRun, Channel, HelloInfo, Request, Response};
 use crate::exec::RunSummary;
 use crate::kernel::{Cache, KernelSpec};
 use crate::obs::StepObs;
@@ -190,6 +190,28 @@ impl GuestRun {
             stopped,
         }
     }
+}
+
+/// How an executable run by [`Guest::run_binary`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BinaryEnd {
+    /// It ran (whatever its exit status).
+    Finished(BinaryRun),
+    /// The agent could not run it (write, spawn).
+    Failed(String),
+    /// The guest died or hung.
+    Crashed(CrashReport),
+}
+
+/// The result of [`Guest::run_binary`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestBinaryRun {
+    /// How it ended.
+    pub end: BinaryEnd,
+    /// Kernel incidents on the console while it ran.
+    pub incidents: Vec<CrashReport>,
+    /// Host wall time of the request.
+    pub wall: Duration,
 }
 
 struct Running {
@@ -584,6 +606,54 @@ impl Guest {
             Answer::Crashed(c) => Ok(Some(c)),
             Answer::CallbackFailed(err) => Err(err),
         }
+    }
+
+    /// Run an executable in the guest (`Request::RunBinary`): a static C
+    /// reproducer or benchmark. Kernel incidents between its console
+    /// markers are collected as for a program (and restart the guest
+    /// before its next use).
+    pub fn run_binary(
+        &mut self,
+        name: &str,
+        binary: &[u8],
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<GuestBinaryRun> {
+        self.ensure_running()?;
+        self.seq += 1;
+        let request = Request::RunBinary {
+            seq: self.seq,
+            name: name.to_string(),
+            binary: binary.to_vec(),
+            args: args.to_vec(),
+            timeout,
+        };
+        let started = Instant::now();
+        let mark = self.console_len();
+        let (_, answer) =
+            self.converse(&request, timeout + self.opts.timeout_grace, &mut |_| Ok(()))?;
+        let end = match answer {
+            Answer::Response(Response::BinaryDone(run)) => BinaryEnd::Finished(run),
+            Answer::Response(Response::Error { message, .. }) => BinaryEnd::Failed(message),
+            Answer::Response(other) => {
+                self.restart_reason = Some("protocol confusion".into());
+                BinaryEnd::Failed(format!("agent answered RunBinary with {other:?}"))
+            }
+            Answer::Crashed(c) => BinaryEnd::Crashed(c),
+            Answer::CallbackFailed(err) => return Err(err),
+        };
+        let incidents = match end {
+            BinaryEnd::Crashed(_) => Vec::new(),
+            _ => self.incidents_since(mark, self.seq),
+        };
+        if let Some(first) = incidents.first() {
+            self.restart_reason = Some(format!("kernel incident: {}", first.title));
+        }
+        Ok(GuestBinaryRun {
+            end,
+            incidents,
+            wall: started.elapsed(),
+        })
     }
 
     /// Power the guest off cleanly (the next use boots a new one).

@@ -114,13 +114,15 @@ pub(crate) struct Memory {
     pages: Vec<Page>,
     /// Folios of this order and larger have an exact `_pincount`.
     pincount_min_order: u8,
+    /// 6.1's deferred-split rule (see [`Memory::remove_pte_run`]).
+    deferred_split_on_any_unmap: bool,
     /// Pages freed since the last [`Memory::take_freed`].
     freed: Vec<u64>,
 }
 
 impl Memory {
     /// Memory holding only the zero page and the huge zero folio.
-    pub fn new(pincount_min_order: u8) -> Memory {
+    pub fn new(pincount_min_order: u8, deferred_split_on_any_unmap: bool) -> Memory {
         let mut mem = Memory {
             folios: Vec::new(),
             pages: vec![Page {
@@ -130,6 +132,7 @@ impl Memory {
                 written: false,
             }],
             pincount_min_order,
+            deferred_split_on_any_unmap,
             freed: Vec::new(),
         };
         let zero = mem.alloc(0, FolioKind::Zero);
@@ -307,11 +310,17 @@ impl Memory {
         }
     }
 
-    /// `mm/rmap.c: __folio_remove_rmap(.., RMAP_LEVEL_PTE)` for a run of
-    /// consecutive pages of one folio, then drop one reference per page
-    /// (the zap or COW path's `folio_put`). Queues the folio for deferred
-    /// split (counting `thp_deferred_split_page` for a PMD-order folio) if
-    /// the run leaves it partially mapped.
+    /// Remove the PTE mappings of a run of consecutive pages of one folio
+    /// (the zap and COW paths), then drop one reference per page, with the
+    /// deferred-split accounting of the profile's kernel:
+    /// - 6.12 (`mm/rmap.c: __folio_remove_rmap(.., RMAP_LEVEL_PTE)`): the
+    ///   run is removed as one batch; the folio is queued (and
+    ///   `thp_deferred_split_page` counted, once per folio) if the batch
+    ///   unmapped pages while others stay mapped and no PMD maps it;
+    /// - 6.1 (`mm/rmap.c: page_remove_rmap` → `deferred_split_huge_page`):
+    ///   pages are removed one at a time, and any page of a THP losing its
+    ///   last mapping (no PTE left, no PMD mapping the folio) queues it —
+    ///   counted when it was not queued yet, even if every page goes.
     pub fn remove_pte_run(&mut self, pages: &[u64], vmstat: &mut VmStat) {
         let Some(&p0) = pages.first() else { return };
         let f = self.folio_of(p0);
@@ -326,21 +335,29 @@ impl Memory {
             }
         }
         let nr = pages.len() as i64;
+        let any_unmap_rule = self.deferred_split_on_any_unmap;
         let folio = self.folio_mut(f);
         folio.pte_maps -= nr;
         folio.pte_mapped_pages -= last;
         if folio.is_large() {
-            // `nr = last` only counts when no PMD maps the folio
-            // (`_nr_pages_mapped` stays >= ENTIRELY_MAPPED while one does).
-            let unmapped = if folio.entire_maps == 0 { last } else { 0 };
-            let partially_mapped = unmapped > 0 && folio.pte_mapped_pages > 0;
-            self.maybe_deferred_split(f, partially_mapped, vmstat);
+            let queue = if any_unmap_rule {
+                last > 0 && folio.entire_maps == 0
+            } else {
+                // `nr = last` only counts when no PMD maps the folio
+                // (`_nr_pages_mapped` stays >= ENTIRELY_MAPPED while one does).
+                let unmapped = if folio.entire_maps == 0 { last } else { 0 };
+                unmapped > 0 && folio.pte_mapped_pages > 0
+            };
+            self.maybe_deferred_split(f, queue, vmstat);
         }
         self.put(f, nr);
     }
 
-    /// `mm/rmap.c: __folio_remove_rmap(.., RMAP_LEVEL_PMD)`, then drop the
-    /// PMD's reference.
+    /// Remove a PMD mapping of a folio and drop its reference
+    /// (`__folio_remove_rmap(.., RMAP_LEVEL_PMD)`; 6.1:
+    /// `page_remove_anon_compound_rmap`, the same rule through
+    /// PageDoubleMap): when the last PMD mapping goes while some pages stay
+    /// PTE-mapped and some do not, the folio is queued for deferred split.
     pub fn remove_pmd_map(&mut self, f: FolioId, vmstat: &mut VmStat) {
         let folio = self.folio_mut(f);
         folio.entire_maps -= 1;
@@ -353,9 +370,29 @@ impl Memory {
         self.put(f, 1);
     }
 
-    /// `mm/huge_memory.c: deferred_split_folio(folio, true)`, reached from
-    /// `__folio_remove_rmap` for an anon large folio that just became
-    /// partially mapped. Order-1 folios have no deferred list.
+    /// The PMD step of a folio split's unmap (`__split_huge_pmd_locked`
+    /// with `freeze`): the PMD mapping becomes migration entries. 6.12
+    /// removes it as a PMD mapping ([`Memory::remove_pmd_map`]); 6.1 first
+    /// turns it into 512 PTE mappings and then removes each
+    /// (`page_remove_rmap(page + i, vma, false)`), so a page left with no
+    /// mapping at all queues the folio.
+    pub fn remove_pmd_map_frozen(&mut self, f: FolioId, vmstat: &mut VmStat) {
+        if !self.deferred_split_on_any_unmap {
+            self.remove_pmd_map(f, vmstat);
+            return;
+        }
+        let folio = self.folio_mut(f);
+        folio.entire_maps -= 1;
+        let unmapped = folio.entire_maps == 0 && folio.pte_mapped_pages < folio.nr_pages() as i64;
+        self.maybe_deferred_split(f, unmapped, vmstat);
+        self.put(f, 1);
+    }
+
+    /// `mm/huge_memory.c: deferred_split_folio(folio, true)` (6.1:
+    /// `deferred_split_huge_page`): queue an anon large folio once, counting
+    /// `thp_deferred_split_page` for a PMD-order one. `partially_mapped`
+    /// doubles as "on the deferred list" for 6.1. Order-1 folios have no
+    /// deferred list.
     fn maybe_deferred_split(&mut self, f: FolioId, partially_mapped: bool, vmstat: &mut VmStat) {
         let folio = self.folio_mut(f);
         if !partially_mapped || !folio.is_anon() || folio.partially_mapped || folio.order <= 1 {

@@ -113,7 +113,10 @@ impl Model {
         Model {
             profile,
             config,
-            mem: Memory::new(profile.pincount_min_order),
+            mem: Memory::new(
+                profile.pincount_min_order,
+                profile.deferred_split_on_any_unmap,
+            ),
             mms: vec![Mm::new()],
             files: Vec::new(),
             handles: Vec::new(),

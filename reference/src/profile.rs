@@ -22,6 +22,15 @@ pub struct Profile {
     /// Splitting an anon THP maps its never-written pages to the shared zero
     /// page (`mm/migrate.c: try_to_map_unused_to_zeropage`, 6.12).
     pub split_maps_unused_to_zero_page: bool,
+    /// A THP is queued for deferred split (`thp_deferred_split_page`) as
+    /// soon as any of its pages loses its last mapping, one PTE at a time
+    /// (6.1: `page_remove_rmap` → `deferred_split_huge_page`), instead of
+    /// only when a removal leaves it partially mapped (6.12).
+    pub deferred_split_on_any_unmap: bool,
+    /// `split_huge_pages` finds folios with `follow_page()`, which does not
+    /// follow PROT_NONE entries without FOLL_FORCE (6.1), instead of
+    /// `folio_walk_start()` (6.12).
+    pub split_skips_prot_none: bool,
 }
 
 impl Profile {
@@ -32,6 +41,8 @@ impl Profile {
         pincount_min_order: 1,
         unshare_non_anon_longterm: true,
         split_maps_unused_to_zero_page: true,
+        deferred_split_on_any_unmap: false,
+        split_skips_prot_none: false,
     };
 
     /// Linux 6.1 as shipped by Debian (linux-image-6.1.0-*).
@@ -41,6 +52,8 @@ impl Profile {
         pincount_min_order: 1,
         unshare_non_anon_longterm: false,
         split_maps_unused_to_zero_page: false,
+        deferred_split_on_any_unmap: true,
+        split_skips_prot_none: true,
     };
 
     /// Every profile, newest first.

@@ -27,8 +27,11 @@ impl Model {
     ) -> Result<(), crate::Errno> {
         self.check_alive(pid)?;
         for vpn in start..start + npages {
-            if self.vma_at(pid, vpn).is_none() {
+            let Some(vma) = self.vma_at(pid, vpn) else {
                 break;
+            };
+            if self.profile.split_skips_prot_none && !vma.prot.readable() {
+                continue;
             }
             // folio_walk_start() without FW_ZEROPAGE: no folio for the zero
             // page or the huge zero folio.
@@ -86,7 +89,7 @@ impl Model {
                         let exclusive = self.mem.page(first).anon_exclusive;
                         self.vmstat.thp_split_pmd += 1;
                         self.mm_mut(pid).pmds.insert(pmd, Pmd::empty_table());
-                        self.mem.remove_pmd_map(f, &mut self.vmstat);
+                        self.mem.remove_pmd_map_frozen(f, &mut self.vmstat);
                         for i in 0..HPAGE_PMD_NR {
                             restore.push((pid, base + i, first + i, exclusive));
                         }

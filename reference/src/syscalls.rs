@@ -9,7 +9,7 @@
 
 use crate::errno::Errno;
 use crate::fault::FaultKind;
-use crate::mm::{ThpAdvice, Vma};
+use crate::mm::{AnonVma, ThpAdvice, Vma};
 use crate::model::{Model, ShmemFile};
 use crate::types::{Access, Advice, HPAGE_PMD_NR, MapKind, Pid, Prot, Vpn};
 
@@ -272,52 +272,66 @@ impl Model {
         self.merge_around(pid, start);
     }
 
-    /// Merge the VMA starting at `start` with its previous and next
-    /// neighbours where `mm/vma.c` would (`is_mergeable_vma`,
-    /// `is_mergeable_anon_vma`: equal anon_vmas, or one of them absent).
+    /// Merge the VMA starting at `start` with its previous and/or next
+    /// neighbour as `mm/vma.c: vma_merge_existing_range()` would:
+    /// `can_vma_merge_left` / `can_vma_merge_right` with the VMA's own
+    /// anon_vma against each neighbour's (`is_mergeable_anon_vma`), and,
+    /// to merge both, prev's and next's anon_vmas compatible with each
+    /// other (`are_anon_vmas_compatible`).
     fn merge_around(&mut self, pid: Pid, start: Vpn) {
-        let mut start = start;
-        let prev = self
-            .mm(pid)
+        let mm = self.mm(pid);
+        let cur = mm.vmas[&start];
+        let prev = mm
             .vmas
             .range(..start)
             .next_back()
-            .map(|(_, v)| *v);
-        if let Some(prev) = prev {
-            let cur = self.mm(pid).vmas[&start];
-            if let Some(mut merged) = merge_pair(&prev, &cur) {
-                merged.seq = self.next_seq();
-                let mm = self.mm_mut(pid);
-                mm.vmas.remove(&cur.start);
-                mm.vmas.insert(merged.start, merged);
-                start = merged.start;
-            }
+            .map(|(_, v)| *v)
+            .filter(|p| p.end == cur.start);
+        let next = mm.vmas.get(&cur.end).copied();
+        let left = prev.filter(|p| p.mergeable_with_next(&cur) && mergeable_anon(cur.anon_vma, p));
+        let right = next.filter(|n| {
+            cur.mergeable_with_next(n)
+                && mergeable_anon(cur.anon_vma, n)
+                && left.is_none_or(|p| anon_vmas_compatible(p.anon_vma, n.anon_vma))
+        });
+        let (lo, hi) = match (left, right) {
+            (None, None) => return,
+            (Some(p), None) => (p, cur),
+            (None, Some(n)) => (cur, n),
+            (Some(p), Some(n)) => (p, n),
+        };
+        // dup_anon_vma(): the merged VMA takes whichever anon_vma exists.
+        let anon_vma = left
+            .and_then(|p| p.anon_vma)
+            .or(right.and_then(|n| n.anon_vma))
+            .or(cur.anon_vma);
+        let merged = Vma {
+            end: hi.end,
+            anon_vma,
+            seq: self.next_seq(),
+            ..lo
+        };
+        let mm = self.mm_mut(pid);
+        for v in [left, Some(cur), right].into_iter().flatten() {
+            mm.vmas.remove(&v.start);
         }
-        let cur = self.mm(pid).vmas[&start];
-        let next = self.mm(pid).vmas.get(&cur.end).copied();
-        if let Some(next) = next {
-            if let Some(mut merged) = merge_pair(&cur, &next) {
-                merged.seq = self.next_seq();
-                let mm = self.mm_mut(pid);
-                mm.vmas.remove(&next.start);
-                mm.vmas.insert(merged.start, merged);
-            }
-        }
+        mm.vmas.insert(merged.start, merged);
     }
 }
 
-/// The VMA `a` and `b` (adjacent, `a` first) merge into, if they merge.
-fn merge_pair(a: &Vma, b: &Vma) -> Option<Vma> {
-    if !a.mergeable_with_next(b) {
-        return None;
+/// `mm/vma.c: is_mergeable_anon_vma(anon_vma, neighbour->anon_vma,
+/// neighbour)`: equal anon_vmas, or one of them absent while the
+/// neighbour's anon_vma_chain is singular (so never a neighbour without one
+/// next to a VMA with one, nor a VMA cloned from a parent).
+fn mergeable_anon(anon_vma: Option<AnonVma>, neighbour: &Vma) -> bool {
+    let singular = neighbour.anon_vma.is_some_and(|a| a.singular);
+    if (anon_vma.is_none() || neighbour.anon_vma.is_none()) && singular {
+        return true;
     }
-    let anon_vma = match (a.anon_vma, b.anon_vma) {
-        (Some(x), Some(y)) if x.id != y.id => return None,
-        (x, y) => x.or(y),
-    };
-    Some(Vma {
-        end: b.end,
-        anon_vma,
-        ..*a
-    })
+    anon_vma.map(|a| a.id) == neighbour.anon_vma.map(|a| a.id)
+}
+
+/// `mm/vma.c: are_anon_vmas_compatible()`: one absent, or equal.
+fn anon_vmas_compatible(a: Option<AnonVma>, b: Option<AnonVma>) -> bool {
+    a.is_none() || b.is_none() || a.map(|x| x.id) == b.map(|x| x.id)
 }

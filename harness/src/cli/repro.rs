@@ -57,7 +57,11 @@ pub struct MinimizeArgs {
 /// A program from a finding directory, a text file, or raw fuzzer bytes,
 /// with the raw bytes when there were any.
 pub fn load_any(path: &Path) -> Result<(Program, Option<Vec<u8>>)> {
-    let file = if path.is_dir() { path.join("program.ops") } else { path.to_path_buf() };
+    let file = if path.is_dir() {
+        path.join("program.ops")
+    } else {
+        path.to_path_buf()
+    };
     let bytes = std::fs::read(&file).with_context(|| format!("read {}", file.display()))?;
     match std::str::from_utf8(&bytes) {
         Ok(text) if looks_like_text(text) => {
@@ -91,7 +95,12 @@ pub fn repro(args: ReproArgs) -> Result<ExitCode> {
     let hello = guest.hello()?;
     let profile = Profile::find(&hello.kernel_release)
         .with_context(|| format!("no model profile for kernel {}", hello.kernel_release))?;
-    let run = run_diff(&mut guest, &program, profile, Duration::from_secs(args.timeout))?;
+    let run = run_diff(
+        &mut guest,
+        &program,
+        profile,
+        Duration::from_secs(args.timeout),
+    )?;
     let ctx = ReportContext {
         kernel_release: hello.kernel_release.clone(),
         kernel_name: args.guest.kernel.clone(),
@@ -100,9 +109,17 @@ pub fn repro(args: ReproArgs) -> Result<ExitCode> {
         origin: format!(
             "{}{}",
             args.path.display(),
-            if raw.is_some() { " (raw fuzzer input)" } else { "" }
+            if raw.is_some() {
+                " (raw fuzzer input)"
+            } else {
+                ""
+            }
         ),
-        reproduce: format!("pinfuzz repro {} --kernel {}", args.path.display(), args.guest.kernel),
+        reproduce: format!(
+            "pinfuzz repro {} --kernel {}",
+            args.path.display(),
+            args.guest.kernel
+        ),
     };
     let report = Report::new(&program, &run, &ctx);
     let _ = guest.power_off();
@@ -114,10 +131,17 @@ pub fn repro(args: ReproArgs) -> Result<ExitCode> {
         println!("{}", report.model_trace);
         match run.outcome.title() {
             Some(t) => println!("no finding: {t}"),
-            None => println!("kernel and model agree on all {} steps", program.steps.len()),
+            None => println!(
+                "kernel and model agree on all {} steps",
+                program.steps.len()
+            ),
         }
     }
-    Ok(if run.outcome.is_finding() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if run.outcome.is_finding() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `pinfuzz minimize`.
@@ -134,18 +158,31 @@ pub fn minimize_cmd(args: MinimizeArgs) -> Result<ExitCode> {
             "{} does not fail on {}: nothing to minimize ({})",
             args.path.display(),
             hello.kernel_release,
-            first.outcome.title().unwrap_or_else(|| "kernel and model agree".into())
+            first
+                .outcome
+                .title()
+                .unwrap_or_else(|| "kernel and model agree".into())
         );
     }
     let title = first.outcome.title().expect("a finding has a title");
-    eprintln!("pinfuzz: minimizing \"{title}\" ({} steps)", program.steps.len());
+    eprintln!(
+        "pinfuzz: minimizing \"{title}\" ({} steps)",
+        program.steps.len()
+    );
     let mut pred = |c: &Program| {
         run_diff(&mut guest, c, profile, timeout)
             .ok()
             .and_then(|r| r.outcome.title())
             .is_some_and(|t| t == title)
     };
-    let (min, stats) = minimize(&program, first.outcome.step(), Mode::Vm { budget: args.budget }, &mut pred);
+    let (min, stats) = minimize(
+        &program,
+        first.outcome.step(),
+        Mode::Vm {
+            budget: args.budget,
+        },
+        &mut pred,
+    );
     let _ = guest.power_off();
     let tries: usize = stats.attempts.iter().map(|(_, n)| n).sum();
     eprintln!(

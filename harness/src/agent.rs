@@ -18,6 +18,7 @@
 pub mod binary;
 pub mod init;
 pub mod port;
+pub mod swap;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -124,8 +125,24 @@ fn boot_and_serve() -> Result<()> {
             Err(err) => module.error = Some(format!("{err:#}")),
         }
     }
-    if let Err(err) = exec::prepare_guest(&Settings::default()) {
-        setup_errors.push(format!("prepare_guest: {err:#}"));
+    // Swap, when asked for (GuestOptions::swap_mib): after the extra
+    // modules, which include zram.
+    if let Some(mib) = init::agent_param(&cmdline, "swap_mib") {
+        let result = mib
+            .parse::<u32>()
+            .with_context(|| format!("pinfuzz_agent.swap_mib={mib} is not a number"))
+            .and_then(swap::setup_zram);
+        if let Err(err) = result {
+            setup_errors.push(format!("swap: {err:#}"));
+        }
+    }
+    // `pinfuzz_agent.mm=kernel` (GuestOptions::kernel_mm_settings) keeps
+    // the kernel's own memory-management settings, for guests that run
+    // other test suites (the kernel's selftests) instead of programs.
+    if init::agent_param(&cmdline, "mm") != Some("kernel") {
+        if let Err(err) = exec::prepare_guest(&Settings::default()) {
+            setup_errors.push(format!("prepare_guest: {err:#}"));
+        }
     }
     for err in &setup_errors {
         say!("{ERROR_PREFIX} {err}");

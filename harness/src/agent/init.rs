@@ -80,6 +80,25 @@ pub fn module_params(cmdline: &str) -> String {
         .join(" ")
 }
 
+/// Prefix of the agent's own settings on the kernel command line
+/// (`pinfuzz_agent.swap_mib=512`). A dotted word is taken by the kernel for
+/// a module parameter, so it is neither applied to anything built in nor
+/// passed to init as an environment variable; the agent reads it from
+/// `/proc/cmdline`.
+pub const AGENT_PARAM_PREFIX: &str = "pinfuzz_agent.";
+
+/// The value of `pinfuzz_agent.NAME=VALUE` on the command line (the last
+/// one wins, as for kernel parameters).
+pub fn agent_param<'a>(cmdline: &'a str, name: &str) -> Option<&'a str> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|word| word.strip_prefix(AGENT_PARAM_PREFIX))
+        .filter_map(|word| word.split_once('='))
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .next_back()
+}
+
 /// Load one module file with `finit_module`; `.ko.xz` / `.ko.zst` files
 /// are decompressed by the kernel (`MODULE_INIT_COMPRESSED_FILE`, Debian
 /// has `CONFIG_MODULE_DECOMPRESS=y`).
@@ -132,6 +151,16 @@ mod tests {
             "fault=2 gup_test=1"
         );
         assert_eq!(module_params("console=ttyS0"), "");
+    }
+
+    #[test]
+    fn agent_params_are_separate_from_module_params() {
+        let line = "console=ttyS0 pinfuzz.gup_test=1 pinfuzz_agent.swap_mib=256 \
+                    pinfuzz_agent.mm=kernel pinfuzz_agent.swap_mib=512";
+        assert_eq!(agent_param(line, "swap_mib"), Some("512"));
+        assert_eq!(agent_param(line, "mm"), Some("kernel"));
+        assert_eq!(agent_param(line, "gup_test"), None);
+        assert_eq!(module_params(line), "gup_test=1");
     }
 
     #[test]

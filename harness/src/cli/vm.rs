@@ -38,6 +38,14 @@ pub struct GuestArgs {
     /// Extra kernel command line words.
     #[arg(long = "append", value_name = "WORD")]
     pub append: Vec<String>,
+    /// Swap in the guest: a zram device of MIB MiB (`--swap` alone: 512).
+    #[arg(long, value_name = "MIB", default_value_t = 0, num_args = 0..=1,
+          default_missing_value = "512")]
+    pub swap: u32,
+    /// Reserve N hugetlb pages of 2 MiB at boot, and N of 1 GiB when the
+    /// CPU has them; guest memory grows by what they take.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub hugetlb: u32,
 }
 
 /// `--accel` values.
@@ -66,6 +74,9 @@ impl GuestArgs {
             fault: self.fault,
             gup_test: self.gup_test,
             extra_cmdline: self.append.clone(),
+            swap_mib: self.swap,
+            hugetlb_pages: self.hugetlb,
+            hugetlb_1g_pages: self.hugetlb,
             accel: match self.accel {
                 AccelArg::Auto => Accel::Auto,
                 AccelArg::Kvm => Accel::Kvm,

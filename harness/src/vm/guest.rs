@@ -71,7 +71,8 @@ tsc=reliable no_timer_check i8042.noaux i8042.nopnp";
 /// How a guest is set up.
 #[derive(Clone, Debug)]
 pub struct GuestOptions {
-    /// Guest memory in MiB.
+    /// Guest memory in MiB, not counting hugetlb pages and zram, which
+    /// [`GuestOptions::guest_memory_mib`] adds.
     pub memory_mib: u32,
     /// Helper module parameter `fault=` (`PINFUZZ_FAULT_*`, 0 = none).
     pub fault: u32,
@@ -100,6 +101,20 @@ pub struct GuestOptions {
     /// when both are available (about 3 s faster under TCG than SeaBIOS
     /// and the bzImage's decompressor).
     pub fast_boot: bool,
+    /// Swap of this many MiB (0 = none): a zram device the agent formats
+    /// and enables at boot (`agent::swap`); the image's zram module is
+    /// loaded for it. MADV_PAGEOUT needs swap.
+    pub swap_mib: u32,
+    /// 2 MiB hugetlb pages reserved at boot (`hugepagesz=2M hugepages=N`).
+    pub hugetlb_pages: u32,
+    /// 1 GiB hugetlb pages reserved at boot (`hugepagesz=1G hugepages=N`);
+    /// the kernel ignores the request when the CPU has no 1 GiB pages.
+    pub hugetlb_1g_pages: u32,
+    /// Keep the kernel's own memory-management settings (THP defrag,
+    /// khugepaged, compaction) instead of the fixed settings that make
+    /// pinfuzz programs reproducible (`exec::prepare_guest`): for guests
+    /// that run other test suites, such as the kernel's selftests.
+    pub kernel_mm_settings: bool,
 }
 
 impl Default for GuestOptions {
@@ -117,6 +132,10 @@ impl Default for GuestOptions {
             timeout_grace: Duration::from_secs(10),
             require_module: true,
             fast_boot: true,
+            swap_mib: 0,
+            hugetlb_pages: 0,
+            hugetlb_1g_pages: 0,
+            kernel_mm_settings: false,
         }
     }
 }
@@ -132,8 +151,31 @@ impl GuestOptions {
         if self.gup_test {
             words.push("pinfuzz.gup_test=1".to_string());
         }
+        // hugepages= applies to the hugepagesz= before it.
+        for (size, pages) in [("2M", self.hugetlb_pages), ("1G", self.hugetlb_1g_pages)] {
+            if pages > 0 {
+                words.push(format!("hugepagesz={size}"));
+                words.push(format!("hugepages={pages}"));
+            }
+        }
+        if self.swap_mib > 0 {
+            words.push(format!("pinfuzz_agent.swap_mib={}", self.swap_mib));
+        }
+        if self.kernel_mm_settings {
+            words.push("pinfuzz_agent.mm=kernel".to_string());
+        }
         words.extend(self.extra_cmdline.iter().cloned());
         words.join(" ")
+    }
+
+    /// The guest's memory: `memory_mib` plus what the hugetlb pages take
+    /// (reserved at boot, unusable for anything else) plus a quarter of the
+    /// swap size for zram's compressed store.
+    pub fn guest_memory_mib(&self) -> u32 {
+        self.memory_mib
+            .saturating_add(self.hugetlb_pages.saturating_mul(2))
+            .saturating_add(self.hugetlb_1g_pages.saturating_mul(1024))
+            .saturating_add(self.swap_mib / 4)
     }
 }
 
@@ -260,7 +302,15 @@ impl Guest {
     pub fn boot(spec: &KernelSpec, opts: &GuestOptions) -> Result<Guest> {
         let cache = Cache::from_env()?;
         let mut extra_modules = spec.boot_modules.clone();
-        for name in &opts.extra_modules {
+        let mut wanted = opts.extra_modules.clone();
+        // Swap is a zram device; a kernel with zram built in records no module.
+        if opts.swap_mib > 0
+            && spec.extra_modules.contains_key("zram")
+            && !wanted.iter().any(|m| m == "zram")
+        {
+            wanted.push("zram".to_string());
+        }
+        for name in &wanted {
             let files = spec
                 .extra_modules
                 .get(name)
@@ -418,7 +468,7 @@ impl Guest {
         let cfg = QemuConfig {
             binary: self.opts.qemu.clone(),
             kvm,
-            memory_mib: self.opts.memory_mib,
+            memory_mib: self.opts.guest_memory_mib(),
             kernel: match (&self.spec.vmlinux, self.opts.fast_boot) {
                 (Some(vmlinux), true) => vmlinux.clone(),
                 _ => self.spec.bzimage.clone(),
@@ -888,9 +938,35 @@ mod tests {
         // `quiet` would hide KERN_WARNING, i.e. WARN() reports.
         assert!(!words.contains(&"quiet"), "{line}");
         assert!(line.contains("initcall_blacklist=jent_mod_init,bpf_tcp_ca_kfunc_init,"));
+        assert_eq!(opts.guest_memory_mib(), 1024);
+        assert!(!line.contains("hugepages") && !line.contains("pinfuzz_agent."));
         assert_eq!(
             crate::agent::init::module_params(&line),
             "fault=2 gup_test=1"
         );
+    }
+
+    #[test]
+    fn swap_and_hugetlb_reach_the_command_line_and_the_memory_size() {
+        let opts = GuestOptions {
+            swap_mib: 512,
+            hugetlb_pages: 4,
+            hugetlb_1g_pages: 2,
+            kernel_mm_settings: true,
+            ..GuestOptions::default()
+        };
+        let line = opts.cmdline();
+        assert!(
+            line.contains("hugepagesz=2M hugepages=4 hugepagesz=1G hugepages=2"),
+            "{line}"
+        );
+        assert_eq!(
+            crate::agent::init::agent_param(&line, "swap_mib"),
+            Some("512")
+        );
+        assert_eq!(crate::agent::init::agent_param(&line, "mm"), Some("kernel"));
+        // Agent settings are not module parameters.
+        assert_eq!(crate::agent::init::module_params(&line), "");
+        assert_eq!(opts.guest_memory_mib(), 1024 + 8 + 2048 + 128);
     }
 }

@@ -25,6 +25,7 @@ pub mod op;
 pub mod oracle;
 pub mod program;
 pub mod report;
+pub mod selftests;
 pub mod trace;
 pub mod uapi;
 pub mod vm;

@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod repro;
 pub mod run;
 pub mod selfcheck;
+pub mod selftests;
 pub mod vm;
 
 /// Differential fuzzing of Linux page pinning against a reference model.
@@ -43,6 +44,8 @@ enum Command {
     Minimize(repro::MinimizeArgs),
     /// Check that pinfuzz catches each fault-injection mode of the helper module.
     Selfcheck(selfcheck::Args),
+    /// Build the kernel's own GUP selftests from its source and run them in the guest.
+    Selftests(selftests::Args),
     /// Check and canonicalize program files; convert raw fuzzer inputs.
     Fmt(fmt::Args),
     /// Generate valid programs from a seeded generator.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Repro(args) => repro::repro(args),
         Command::Minimize(args) => repro::minimize_cmd(args),
         Command::Selfcheck(args) => selfcheck::run(args),
+        Command::Selftests(args) => selftests::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),

@@ -47,6 +47,9 @@ pub struct Args {
     /// One JSON object per step, then one summary object per program.
     #[arg(long)]
     pub json: bool,
+    /// Print only programs that did not run clean, and a summary.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Per-program timeout on the kernel backends, in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -149,7 +152,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 (trace, problem)
             }
         };
-        if args.json {
+        let clean = problem.is_none() && trace.steps.len() == program.steps.len();
+        if args.quiet {
+            if !clean {
+                println!("== {file}");
+                print!("{}", render(program, &trace, &mut PageNames::default()));
+                println!("!! {}", problem.as_deref().unwrap_or("stopped early"));
+            }
+        } else if args.json {
             for line in json_lines(file, program, &trace) {
                 println!("{line}");
             }
@@ -168,7 +178,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 println!("!! {p}");
             }
         }
-        if problem.is_some() || trace.steps.len() < program.steps.len() {
+        if !clean {
             failed += 1;
         }
     }
@@ -181,6 +191,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             programs.len()
         );
         return Ok(ExitCode::from(1));
+    }
+    if args.quiet {
+        eprintln!("pinfuzz run: all {} programs ran clean", programs.len());
     }
     Ok(ExitCode::SUCCESS)
 }

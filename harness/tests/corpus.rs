@@ -156,7 +156,7 @@ fn regression_files_follow_their_naming_and_header_rules() {
             && slug.len() > 1
             && slug[1..]
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
         if !named {
             problems.push(format!("{}: not named NNNN-slug.ops", path.display()));
         }

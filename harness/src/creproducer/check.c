@@ -136,7 +136,7 @@ static void check_page(int step, const char *where, const struct exp_run *e,
 		return;
 	check_identity(step, where, "page", e->slot + j * e->slot_step, k->pfn);
 	check_identity(step, where, "folio", e->head + j * e->head_step, k->head_pfn);
-	for (i = 0; i < sizeof(compared_flags) / sizeof(compared_flags[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(compared_flags); i++) {
 		__u32 bit = compared_flags[i].bit;
 
 		if (!(e->flags & bit) == !(k->flags & bit))

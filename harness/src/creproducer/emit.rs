@@ -2,6 +2,7 @@
 //! the C executor, the checks) and, per program, its address defines,
 //! expectation tables and straight-line step code.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use reference::{Advice, GupApi, MapKind, Prot, Release, ThpMode};
@@ -212,6 +213,28 @@ pub struct ProgramC {
     pub splits: bool,
 }
 
+/// Observation tables of one program, each distinct one defined once.
+#[derive(Debug, Default)]
+struct Tables {
+    names: HashMap<(&'static str, String), String>,
+}
+
+impl Tables {
+    /// The name of the `struct ty` array with these rows, defined into
+    /// `out` on first use as `<base>_<n>`.
+    fn name(&mut self, ty: &'static str, base: &str, rows: String, out: &mut String) -> String {
+        let n = self.names.len();
+        self.names
+            .entry((ty, rows))
+            .or_insert_with_key(|(ty, rows)| {
+                let name = format!("{base}_{n}");
+                let _ = write!(out, "static const struct {ty} {name}[] = {{\n{rows}}};\n\n");
+                name
+            })
+            .clone()
+    }
+}
+
 /// Where each mapping starts (page 0), from its `mmap` step.
 fn map_offsets(program: &Program) -> [Option<u16>; MAX_MAPS] {
     let mut out = [None; MAX_MAPS];
@@ -264,6 +287,7 @@ pub fn program_c(
     };
 
     let mut slots = Slots::default();
+    let mut tables = Tables::default();
     let mut body = String::new();
     let mut expect = String::new();
     let _ = writeln!(
@@ -332,24 +356,19 @@ pub fn program_c(
             let _ = writeln!(entry, "\t\t.vmstat = {{ {} }},", v.join(", "));
         }
         if !maps.is_empty() {
-            let _ = write!(
-                out.tables,
-                "static const struct obs_map {prefix}maps_{i}[] = {{\n{maps}}};\n"
-            );
-            let _ = writeln!(
-                entry,
-                "\t\t.nmaps = {}, .maps = {prefix}maps_{i},",
-                obs.maps.len()
-            );
+            let name = tables.name("obs_map", &format!("{prefix}maps"), maps, &mut out.tables);
+            let _ = writeln!(entry, "\t\t.nmaps = {}, .maps = {name},", obs.maps.len());
         }
         if !handles.is_empty() {
-            let _ = write!(
-                out.tables,
-                "static const struct obs_handle {prefix}handles_{i}[] = {{\n{handles}}};\n"
+            let name = tables.name(
+                "obs_handle",
+                &format!("{prefix}handles"),
+                handles,
+                &mut out.tables,
             );
             let _ = writeln!(
                 entry,
-                "\t\t.nhandles = {}, .handles = {prefix}handles_{i},",
+                "\t\t.nhandles = {}, .handles = {name},",
                 obs.handles.len()
             );
         }
@@ -359,7 +378,7 @@ pub fn program_c(
         if !freed.is_empty() {
             let _ = writeln!(
                 out.tables,
-                "static const unsigned int {prefix}freed_{i}[] = {{ {} }};",
+                "static const unsigned int {prefix}freed_{i}[] = {{ {} }};\n",
                 freed.join(", ")
             );
             let _ = writeln!(

@@ -213,7 +213,7 @@ impl RunTables {
         for r in &runs {
             let _ = writeln!(self.text, "\t{},", run_c(r));
         }
-        self.text.push_str("};\n");
+        self.text.push_str("};\n\n");
         self.names.insert(runs, name.clone());
         name
     }

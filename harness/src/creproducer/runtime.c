@@ -30,6 +30,7 @@
  * every live handle.
  */
 #define __maybe_unused		__attribute__((unused))
+#define ARRAY_SIZE(a)		(sizeof(a) / sizeof((a)[0]))
 
 #define PS			4096UL
 #define MAX_PROCS		5	/* the parent and 4 children */
@@ -182,7 +183,7 @@ static void set_knob(const char *path, const char *value, int required)
 	cur = knob_value(text);
 	if (!strcmp(cur, value))
 		return;
-	if (nr_saved < (int)(sizeof(saved) / sizeof(saved[0]))) {
+	if (nr_saved < (int)ARRAY_SIZE(saved)) {
 		snprintf(saved[nr_saved].path, sizeof(saved[0].path), "%s", path);
 		snprintf(saved[nr_saved].old, sizeof(saved[0].old), "%s", cur);
 		nr_saved++;
@@ -658,8 +659,9 @@ static __maybe_unused struct res op_range(int proc, int op, __u64 addr, __u64 pa
 	op_range(proc, CMD_TOUCH, addr, pages, write_)
 
 /* GUP from proc; target: the process whose mm a *_remote call works on. */
-static __maybe_unused struct res op_gup(int proc, int handle, __u32 api, __u64 addr,
-			 __u64 pages, __u32 foll, int target)
+static __maybe_unused struct res op_gup(int proc, int handle, __u32 api,
+					__u64 addr, __u64 pages, __u32 foll,
+					int target)
 {
 	struct cmd c = { .op = CMD_GUP, .addr = addr, .pages = pages,
 			 .api = api, .flags = foll };
@@ -777,7 +779,8 @@ struct exp_step {
 	const struct obs_map *maps;
 	unsigned char nhandles;
 	const struct obs_handle *handles;
-	unsigned char thp_fault;	/* the model allocated a THP or mapped the huge zero folio */
+	/* The model allocated a THP or mapped the huge zero folio here. */
+	unsigned char thp_fault;
 	unsigned short nfreed;		/* pages the model freed (pfns may be reused) */
 	const unsigned int *freed;
 };

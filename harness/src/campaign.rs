@@ -40,7 +40,7 @@ pub struct CampaignConfig {
     pub guest: GuestOptions,
     /// Campaign seed.
     pub seed: u64,
-    /// Stop after this long.
+    /// Stop after this much fuzzing time (from the first guest being ready).
     pub duration: Duration,
     /// Stop after this many programs (all workers together).
     pub max_programs: Option<u64>,
@@ -227,7 +227,14 @@ fn worker_loop(
         reproduce: String::new(),
     };
     loop {
-        if shared.stop.load(Ordering::SeqCst) || shared.started.elapsed() >= cfg.duration {
+        // The budget is fuzzing time: it starts when the first guest is
+        // ready, not while the agent builds or the kernel boots.
+        let since = shared
+            .fuzzing_since
+            .lock()
+            .expect("fuzzing_since lock")
+            .unwrap_or(shared.started);
+        if shared.stop.load(Ordering::SeqCst) || since.elapsed() >= cfg.duration {
             break;
         }
         let n = shared.next.fetch_add(1, Ordering::SeqCst);

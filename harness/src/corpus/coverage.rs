@@ -4,13 +4,15 @@
 //! situations a corpus reaches (one `pin()` path serves small and large
 //! folios alike), so corpora are minimized on a signature of *states*
 //! instead: after every step, each page whose observation changed is
-//! classified ([`PageClass`]: folio kind and order, pins and FOLL_GET
-//! references, where it is seen, PageAnonExclusive, mapcounts), paired with
-//! the step's operation class ([`OpClass`]); the step's result class and
-//! every vmstat counter it moved are elements too. The signature is the set
-//! of these [`Element`]s. It is computed from a [`Trace`], so the same
-//! function classifies a kernel trace, and each element has a stable 64-bit
-//! [`Element::feature`] a fuzzer can use as feedback.
+//! classified ([`PageClass`]: whether another page took its place, folio
+//! kind and order, pins and FOLL_GET references, where it is seen,
+//! PageAnonExclusive, mapcounts) and paired with the step's operation class
+//! ([`OpClass`]); the step's result class and every vmstat counter it moved
+//! are elements too. The signature is the set of these [`Element`]s, over
+//! every kernel profile the program allows. It is computed from a
+//! [`Trace`], so the same function classifies a kernel trace, and each
+//! element has a stable 64-bit [`Element::feature`] a fuzzer can use as
+//! feedback.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,9 +72,24 @@ pub enum Place {
     Held,
 }
 
+/// How the page seen at one place changed in a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Change {
+    /// Nothing was there before (first fault, new mapping or handle).
+    Appeared,
+    /// Another page is there now (COW copy, unshare copy, refault after
+    /// a zap, the zero page replaced).
+    Replaced,
+    /// The same page, with other counts or flags (reuse in place, a pin,
+    /// a fork sharing it), or the page went away.
+    Same,
+}
+
 /// The state of one page, coarse enough that a corpus covers a small set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PageClass {
+    /// How it changed in the step.
+    pub change: Change,
     /// What it is.
     pub folio: FolioClass,
     /// Folio order (0 or 9 in practice).
@@ -258,6 +275,7 @@ impl Element {
             Element::Page { op, page } => {
                 out.push(1);
                 encode_op(op, out);
+                out.push(page.change as u8);
                 out.push(page.folio as u8);
                 out.push(page.order);
                 out.push(page.pins as u8);
@@ -344,8 +362,9 @@ enum Slot {
     Handle(HandleId, usize),
 }
 
-/// The class of one observed page seen at `place`.
-pub fn classify(page: &PageObs, place: Place) -> PageClass {
+/// The class of one observed page seen at `place`, `before` being what was
+/// seen there after the previous step (`None`: the place is new).
+pub fn classify(page: &PageObs, before: Option<&PageObs>, place: Place) -> PageClass {
     let flags = page.flags;
     let folio = if !page.present() {
         FolioClass::Absent
@@ -374,7 +393,14 @@ pub fn classify(page: &PageObs, place: Place) -> PageClass {
             }
         }
     };
+    let change = match before {
+        Some(was) if was.present() && page.present() && was.key != page.key => Change::Replaced,
+        Some(was) if was.present() => Change::Same,
+        _ if page.present() => Change::Appeared,
+        _ => Change::Same,
+    };
     PageClass {
+        change,
         folio,
         order: page.order,
         pins: Count::of(pins),
@@ -447,7 +473,7 @@ pub fn signature_of_trace(program: &Program, trace: &Trace) -> Signature {
             };
             signature.insert(Element::Page {
                 op,
-                page: classify(page, place),
+                page: classify(page, before.get(slot), place),
             });
         }
         before = after;
@@ -470,16 +496,19 @@ fn slots(obs: &StepObs) -> BTreeMap<Slot, PageObs> {
     out
 }
 
-/// The signature of `program` on the model of its header's kernel (6.12
-/// when it names none).
+/// The signature of `program` on the model: the union of its signatures on
+/// every kernel profile its header allows (all of them for `kernel=any`),
+/// as the model fuzz targets check every profile. A state only one kernel
+/// reaches (6.1 reusing a large folio on a write fault) counts.
 pub fn signature(program: &Program) -> Signature {
-    let profile = program
-        .header
-        .kernel
-        .as_deref()
-        .and_then(Profile::find)
-        .unwrap_or_default();
-    signature_of_trace(program, &run_model(program, profile).trace)
+    let profiles = match program.header.kernel.as_deref().and_then(Profile::find) {
+        Some(profile) => vec![profile],
+        None => Profile::ALL.to_vec(),
+    };
+    profiles
+        .into_iter()
+        .flat_map(|profile| signature_of_trace(program, &run_model(program, profile).trace))
+        .collect()
 }
 
 #[cfg(test)]
@@ -530,6 +559,37 @@ mod tests {
         // PMD-mapped: one mapping of the whole folio.
         assert!(pinned.iter().any(|p| p.folio_mapcount == Count::One));
         assert!(!large.is_subset(&small) && !small.is_subset(&large));
+    }
+
+    /// A COW copy puts another page in place; a reuse keeps the page.
+    #[test]
+    fn copies_and_reuses_are_told_apart() {
+        let changes = |text: &str| -> BTreeSet<(Change, bool)> {
+            signature(&program(text))
+                .into_iter()
+                .filter_map(|e| match e {
+                    Element::Page { op, page } if op.kind == OpKind::Touch(Access::Write) => {
+                        Some((page.change, page.exclusive))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let copy = changes(
+            "pinfuzz v1 thp=never\nm0 = mmap(anon-private, pages=1, prot=rw)\n\
+             touch(m0[0..1], write)\nc0 = fork()\ntouch(m0[0..1], write)\nexit(c0)\n",
+        );
+        assert!(copy.contains(&(Change::Replaced, true)), "{copy:?}");
+        let reuse = changes(
+            "pinfuzz v1 thp=never\nm0 = mmap(anon-private, pages=1, prot=rw)\n\
+             touch(m0[0..1], write)\nc0 = fork()\nexit(c0)\ntouch(m0[0..1], write)\n",
+        );
+        assert!(reuse.contains(&(Change::Same, true)), "{reuse:?}");
+        assert!(!reuse.contains(&(Change::Replaced, true)), "{reuse:?}");
+        assert!(
+            copy.contains(&(Change::Appeared, true)),
+            "the first write faults"
+        );
     }
 
     #[test]
@@ -606,5 +666,24 @@ mod tests {
         assert_eq!(step.feature(), 0xf9be_04e6_aa32_1c43);
         assert_eq!(counter.feature(), 0x5b30_c9d6_ec86_a20c);
         assert_ne!(step.feature(), counter.feature());
+        // A parent's COW copy: bytes 1, [0, 4, 1], 1, 1, 0, 0, 0, [0, 0], 1, 1, 1.
+        let copy = Element::Page {
+            op: OpClass {
+                kind: OpKind::Touch(Access::Write),
+                in_child: false,
+            },
+            page: PageClass {
+                change: Change::Replaced,
+                folio: FolioClass::Anon,
+                order: 0,
+                pins: Count::Zero,
+                gets: Count::Zero,
+                place: Place::Mapped(MapKind::AnonPrivate),
+                exclusive: true,
+                mapcount: Count::One,
+                folio_mapcount: Count::One,
+            },
+        };
+        assert_eq!(copy.feature(), 0x5a4c_43d5_e3a3_4960);
     }
 }

@@ -1,8 +1,9 @@
 //! Programs as data: validity, repair, text, bytes and generation.
 //!
 //! A [`Program`] (types in [`crate::op`]) is *valid* when every step only
-//! uses what is live in its process at that point and every number is
-//! within the limits of `op.rs`. [`Program::validate`] says why a program
+//! uses what is live at that point (a running process, a mapping in that
+//! process's address space, a GUP handle not yet released, whoever took it)
+//! and every number is within the limits of `op.rs`. [`Program::validate`] says why a program
 //! is not valid; [`Program::fixup`] repairs any program (mutated, decoded,
 //! loaded from an old corpus file) into a valid one and leaves a valid one
 //! untouched. The rules themselves live in one place, [`rules`]; everything
@@ -175,7 +176,7 @@ impl Program {
     }
 
     /// Repair any program into a valid one: drop steps that use what is not
-    /// live in their process, clamp numbers to the limits, clear FOLL_* bits
+    /// live at that point, clamp numbers to the limits, clear FOLL_* bits
     /// that are not allowed, renumber ids to ordinals. The identity on a
     /// valid program.
     pub fn fixup(&mut self) {

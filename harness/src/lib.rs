@@ -17,6 +17,7 @@ pub mod corpus;
 pub mod diff;
 pub mod exec;
 pub mod finding;
+pub mod fuzzfront;
 pub mod fuzzing;
 pub mod kernel;
 pub mod obs;

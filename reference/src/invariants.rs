@@ -78,7 +78,15 @@ impl Model {
                     }
                     Pmd::HugeZero => {}
                     Pmd::Table(t) => {
-                        for (i, &p) in t.iter().enumerate() {
+                        let mapped = t
+                            .chunks(16)
+                            .enumerate()
+                            // Skip empty stretches 16 entries at a time.
+                            .filter(|(_, c)| c.iter().fold(0, |a, &b| a | b) != 0)
+                            .flat_map(|(k, c)| {
+                                c.iter().enumerate().map(move |(j, &p)| (k * 16 + j, p))
+                            });
+                        for (i, p) in mapped {
                             if p == 0 {
                                 continue;
                             }
@@ -162,6 +170,11 @@ impl Model {
                     "folio {f}: tracked PMD/PTE maps {}/{} but page tables hold {}/{}",
                     folio.entire_maps, folio.pte_maps, e.entire_maps, e.pte_maps
                 ));
+            }
+            // With no PTE mapping tracked nor found, every page's tracked
+            // count is 0 (they are non-negative and sum to the folio's).
+            if folio.pte_maps == 0 && e.pte_maps == 0 && folio.pte_mapped_pages == 0 {
+                continue;
             }
             let mut mapped_pages = 0;
             for p in self.mem.pages_of(f) {

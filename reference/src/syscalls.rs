@@ -9,7 +9,7 @@
 
 use crate::errno::Errno;
 use crate::fault::FaultKind;
-use crate::mm::{AnonVma, ThpAdvice, Vma};
+use crate::mm::{AnonVma, Mapped, ThpAdvice, Vma};
 use crate::model::{Model, ShmemFile};
 use crate::types::{Access, Advice, HPAGE_PMD_NR, MapKind, Pid, Prot, Vpn};
 
@@ -188,26 +188,51 @@ impl Model {
             let chunk_end = (start + npages)
                 .min(vma.end)
                 .min((vpn | (HPAGE_PMD_NR - 1)) + 1);
-            for v in vpn..chunk_end {
+            let mut v = vpn;
+            while v < chunk_end {
+                // A PMD leaf that needs no fault covers the rest of the chunk.
+                if self.leaf_needs_no_fault(pid, &vma, v, access) {
+                    if access == Access::Write {
+                        let first = self.mapped_page(pid, v);
+                        for p in first..first + (chunk_end - v) {
+                            // The executor stores a non-zero byte.
+                            self.mem.page_mut(p).written = true;
+                        }
+                    }
+                    break;
+                }
                 if !self.access_needs_no_fault(pid, &vma, v, access) {
-                    self.handle_mm_fault(
-                        pid,
-                        v,
-                        match access {
-                            Access::Read => FaultKind::Read,
-                            Access::Write => FaultKind::Write,
-                        },
-                    );
+                    let kind = match access {
+                        Access::Read => FaultKind::Read,
+                        Access::Write => FaultKind::Write,
+                    };
+                    self.handle_mm_fault(pid, v, kind);
                 }
                 if access == Access::Write {
                     // The executor stores a non-zero byte.
                     let p = self.mapped_page(pid, v);
                     self.mem.page_mut(p).written = true;
                 }
+                v += 1;
             }
             i += chunk_end - vpn;
         }
         Ok(())
+    }
+
+    /// `vpn` is mapped by a PMD leaf through which the access needs no
+    /// fault: a load from a THP or the huge zero folio, a store to a THP
+    /// whose head page is exclusive.
+    fn leaf_needs_no_fault(&self, pid: Pid, vma: &Vma, vpn: Vpn, access: Access) -> bool {
+        match self.mm(pid).lookup(vpn) {
+            Mapped::PmdThp(f, _) => {
+                access == Access::Read
+                    || vma.kind.is_shared()
+                    || self.mem.page(self.mem.folio(f).first).anon_exclusive
+            }
+            Mapped::PmdHugeZero(_) => access == Access::Read,
+            _ => false,
+        }
     }
 
     /// The access goes through without a fault that could change any page:

@@ -227,9 +227,11 @@ impl Model {
             let f = self.mem.folio_of(page);
             let folio = self.mem.folio(f);
             if folio.is_anon() {
-                // wp_can_reuse_anon_folio(): never a large folio; a small one
-                // only with no reference but this mapping's.
-                let reusable = !folio.is_large() && folio.refcount == 1;
+                // wp_can_reuse_anon_folio(): never a large folio (6.12; 6.1
+                // reuses one too); a small one only with no reference but
+                // this mapping's.
+                let reusable =
+                    (!folio.is_large() || self.profile.wp_reuses_large_anon) && folio.refcount == 1;
                 if self.mem.page(page).anon_exclusive || reusable {
                     self.mem.page_mut(page).anon_exclusive = true;
                     return;

@@ -31,6 +31,10 @@ pub struct Profile {
     /// follow PROT_NONE entries without FOLL_FORCE (6.1), instead of
     /// `folio_walk_start()` (6.12).
     pub split_skips_prot_none: bool,
+    /// A write or unshare fault may reuse a non-exclusive page of a large
+    /// anon folio when the folio's refcount is 1 (6.1: `do_wp_page`);
+    /// 6.12's `wp_can_reuse_anon_folio` never reuses a large folio.
+    pub wp_reuses_large_anon: bool,
 }
 
 impl Profile {
@@ -43,6 +47,7 @@ impl Profile {
         split_maps_unused_to_zero_page: true,
         deferred_split_on_any_unmap: false,
         split_skips_prot_none: false,
+        wp_reuses_large_anon: false,
     };
 
     /// Linux 6.1 as shipped by Debian (linux-image-6.1.0-*).
@@ -54,6 +59,7 @@ impl Profile {
         split_maps_unused_to_zero_page: false,
         deferred_split_on_any_unmap: true,
         split_skips_prot_none: true,
+        wp_reuses_large_anon: true,
     };
 
     /// Every profile, newest first.

@@ -26,6 +26,7 @@
 pub mod config;
 pub mod feedback;
 pub mod session;
+pub mod sweep;
 
 use std::sync::Mutex;
 
@@ -44,6 +45,20 @@ pub fn init(engine: &str) {
     let mut slot = SESSION.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() {
         *slot = Some(start(engine));
+    }
+}
+
+/// libFuzzer ends with `exit()` (`-max_total_time`, `-runs`): C `atexit`
+/// handlers run, Rust destructors of statics do not. Power the guest off
+/// there, so that its directory is removed and the final statistics print.
+extern "C" fn at_exit() {
+    // `try_lock`: an exit from inside a run (the lock is held) must not
+    // deadlock; the guest then dies with the process (PR_SET_PDEATHSIG) and
+    // the next session's sweep removes its directory.
+    if let Ok(mut slot) = SESSION.try_lock()
+        && let Some(mut s) = slot.take()
+    {
+        s.finish();
     }
 }
 
@@ -80,6 +95,21 @@ pub fn run_input(engine: &str, data: &[u8]) -> InputVerdict {
     }
 }
 
+/// Between inputs (AFL++'s reset hook): a guest that a crash or kernel
+/// incident left needing replacement is replaced now, so that the next
+/// input starts on a fresh kernel like every other input.
+pub fn after_input() {
+    let mut slot = SESSION.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = slot.as_mut()
+        && let Err(e) = s.prepare_next()
+    {
+        if let Some(mut s) = slot.take() {
+            s.finish();
+        }
+        host_failure(&format!("{e:#}"));
+    }
+}
+
 /// Power the guest off and print the final statistics (AFL++: after the
 /// persistent loop; libFuzzer exits without calling it, and the guest dies
 /// with the process through `PR_SET_PDEATHSIG`).
@@ -91,6 +121,12 @@ pub fn shutdown() {
 }
 
 fn start(engine: &str) -> Session {
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(at_exit) };
+    });
+    sweep::remove_stale_guest_dirs();
     let cfg = match FrontConfig::from_env() {
         Ok(cfg) => cfg,
         Err(e) => host_failure(&format!("{e:#}")),

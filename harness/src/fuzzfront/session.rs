@@ -113,6 +113,7 @@ impl Session {
             .with_context(|| format!("provision kernel {} (PINFUZZ_KERNEL)", cfg.kernel))?;
         let mut guest = Guest::boot(&spec, &cfg.guest)
             .with_context(|| format!("boot a guest with kernel {}", spec.name))?;
+        super::sweep::mark_guest_dir(guest.dir());
         let hello = guest.hello()?;
         let profile = Profile::find(&hello.kernel_release)
             .with_context(|| format!("no model profile for kernel {}", hello.kernel_release))?;
@@ -313,6 +314,21 @@ impl Session {
             st.features,
             st.boots
         )
+    }
+
+    /// Replace the guest now if a crash or kernel incident left it needing
+    /// it (otherwise the next run would do it, inside its own timing).
+    ///
+    /// # Errors
+    /// The new guest does not boot.
+    pub fn prepare_next(&mut self) -> Result<()> {
+        if let Some(why) = self.guest.restart_pending() {
+            let why = why.to_string();
+            self.guest
+                .restart()
+                .with_context(|| format!("restart the guest after {why}"))?;
+        }
+        Ok(())
     }
 
     /// Print the final line and power the guest off.

@@ -96,6 +96,12 @@ pub fn render(report: &Report) -> String {
                 s.reason.message,
                 s.reason.cause.label()
             );
+            // Name the cases of rare reasons: those are the ones to look into.
+            if s.count as usize <= s.examples.len() {
+                for e in &s.examples {
+                    let _ = writeln!(out, "  {:<14}       {e}", "");
+                }
+            }
         }
     }
 
@@ -139,12 +145,13 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "time      {:.1} s total: kernel {:.1} s, sources {:.1} s, build {:.1} s, guest {:.1} s \
-         (first boot {:.1} s, {} boot{})",
+        "time      {:.1} s total: kernel {:.1} s, sources {:.1} s, build {:.1} s, agent {:.1} s, \
+         guest {:.1} s (first boot {:.1} s, {} boot{})",
         t.total_seconds,
         t.kernel_seconds,
         t.source_seconds,
         t.build_seconds,
+        t.agent_seconds,
         t.guest_seconds,
         g.boot_seconds,
         g.boots,

@@ -430,7 +430,12 @@ pub struct SkipCount {
     pub count: u32,
     /// How many of them are setup failures (pinfuzz was to provide the thing).
     pub setup_failures: u32,
+    /// The first few cases (`label #N: scenario`).
+    pub examples: Vec<String>,
 }
+
+/// Cases named per skip reason in [`SkipCount::examples`].
+pub const SKIP_EXAMPLES: usize = 3;
 
 /// Sum runs per test, in the order tests first appear.
 pub fn summarize(runs: &[RunResult]) -> Vec<TestSummary> {
@@ -445,8 +450,8 @@ pub fn summarize(runs: &[RunResult]) -> Vec<TestSummary> {
         .map(|test| {
             let mine: Vec<&RunResult> = runs.iter().filter(|r| r.test == test).collect();
             let mut counts = Counts::default();
-            // Per reason: cases, and how many of them are setup failures.
-            let mut reasons: BTreeMap<SkipReason, (u32, u32)> = BTreeMap::new();
+            // Per reason: cases, setup failures among them, examples.
+            let mut reasons: BTreeMap<SkipReason, (u32, u32, Vec<String>)> = BTreeMap::new();
             for r in &mine {
                 counts.add(&r.counts);
                 for c in &r.cases {
@@ -454,15 +459,21 @@ pub fn summarize(runs: &[RunResult]) -> Vec<TestSummary> {
                         let entry = reasons.entry(s.clone()).or_default();
                         entry.0 += 1;
                         entry.1 += u32::from(c.setup_failure);
+                        if entry.2.len() < SKIP_EXAMPLES {
+                            entry
+                                .2
+                                .push(format!("{} #{}: {}", r.label, c.number, c.name));
+                        }
                     }
                 }
             }
             let mut skip_reasons: Vec<SkipCount> = reasons
                 .into_iter()
-                .map(|(reason, (count, setup))| SkipCount {
+                .map(|(reason, (count, setup, examples))| SkipCount {
                     reason,
                     count,
                     setup_failures: setup,
+                    examples,
                 })
                 .collect();
             skip_reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
@@ -645,6 +656,13 @@ mod tests {
         );
         assert_eq!(s[0].skip_reasons[1].reason.cause, SkipCause::NoHugetlbPages);
         assert_eq!(s[0].skip_reasons[1].setup_failures, 0);
+        assert_eq!(
+            s[0].skip_reasons[0].examples,
+            [
+                "cow #1: Did not get a THP populated",
+                "cow #3: Did not get a THP populated"
+            ]
+        );
         assert_eq!(s[1].counts.pass, 2);
         assert!((s[1].wall_seconds - 3.0).abs() < 1e-9);
         assert!(!s.iter().any(|t| t.failed));

@@ -79,7 +79,9 @@ impl Model {
             return false;
         }
         // vmf_anon_prepare(), even for the read fault below.
-        self.anon_vma_prepare(pid, vpn);
+        if vma.anon_vma.is_none() {
+            self.anon_vma_prepare(pid, vpn);
+        }
         let pmd = pmd_index(vpn);
         if kind == FaultKind::Read && self.config.use_zero_page {
             // set_huge_zero_folio(): no rmap, no refcount on the folio.
@@ -138,7 +140,9 @@ impl Model {
                     *self.mm_mut(pid).pte_slot(vpn) = ZERO_PAGE;
                 }
                 (MapKind::AnonPrivate, _) => {
-                    self.anon_vma_prepare(pid, vpn);
+                    if vma.anon_vma.is_none() {
+                        self.anon_vma_prepare(pid, vpn);
+                    }
                     self.map_new_anon_page(pid, vpn, None);
                 }
                 (_, FaultKind::Read) => self.do_read_fault(pid, vma, vpn),
@@ -156,7 +160,9 @@ impl Model {
                     let file = vma.file.expect("memfd VMA has a file");
                     let f = self.shmem_get_folio(file, vma.file_index(vpn));
                     let source = self.mem.folio(f).first;
-                    self.anon_vma_prepare(pid, vpn);
+                    if vma.anon_vma.is_none() {
+                        self.anon_vma_prepare(pid, vpn);
+                    }
                     self.map_new_anon_page(pid, vpn, Some(source));
                 }
             }
@@ -238,14 +244,16 @@ impl Model {
                 }
             }
         }
-        self.wp_page_copy(pid, vpn, page);
+        self.wp_page_copy(pid, vma, vpn, page);
     }
 
     /// `mm/memory.c: wp_page_copy()`: map a new exclusive order-0 anon copy
     /// at `vpn` instead of `old` (zeroed if `old` is the zero page) and drop
     /// the old mapping.
-    fn wp_page_copy(&mut self, pid: Pid, vpn: Vpn, old: u64) {
-        self.anon_vma_prepare(pid, vpn);
+    fn wp_page_copy(&mut self, pid: Pid, vma: &Vma, vpn: Vpn, old: u64) {
+        if vma.anon_vma.is_none() {
+            self.anon_vma_prepare(pid, vpn);
+        }
         self.map_new_anon_page(pid, vpn, (old != ZERO_PAGE).then_some(old));
         if old != ZERO_PAGE {
             self.mem.remove_pte_run(&[old], &mut self.vmstat);

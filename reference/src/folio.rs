@@ -118,6 +118,10 @@ pub(crate) struct Memory {
     deferred_split_on_any_unmap: bool,
     /// Pages freed since the last [`Memory::take_freed`].
     freed: Vec<u64>,
+    /// The live folios (unordered), and each folio's index in it
+    /// (`u32::MAX` when not live): the invariant check walks only these.
+    live_list: Vec<FolioId>,
+    live_pos: Vec<u32>,
 }
 
 impl Memory {
@@ -134,6 +138,8 @@ impl Memory {
             pincount_min_order,
             deferred_split_on_any_unmap,
             freed: Vec::new(),
+            live_list: Vec::new(),
+            live_pos: Vec::new(),
         };
         let zero = mem.alloc(0, FolioKind::Zero);
         let huge_zero = mem.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
@@ -165,6 +171,8 @@ impl Memory {
             partially_mapped: false,
             live: true,
         });
+        self.live_pos.push(u32::MAX);
+        self.mark_live(id);
         id
     }
 
@@ -248,7 +256,34 @@ impl Memory {
             folio.partially_mapped = false;
             let pages = self.pages_of(f);
             self.freed.extend(pages);
+            self.mark_dead(f);
         }
+    }
+
+    /// Add a folio to the live list.
+    fn mark_live(&mut self, f: FolioId) {
+        if self.live_pos[f as usize] == u32::MAX {
+            self.live_pos[f as usize] = self.live_list.len() as u32;
+            self.live_list.push(f);
+        }
+    }
+
+    /// Remove a folio from the live list.
+    fn mark_dead(&mut self, f: FolioId) {
+        let pos = self.live_pos[f as usize];
+        if pos == u32::MAX {
+            return;
+        }
+        self.live_list.swap_remove(pos as usize);
+        if let Some(&moved) = self.live_list.get(pos as usize) {
+            self.live_pos[moved as usize] = pos;
+        }
+        self.live_pos[f as usize] = u32::MAX;
+    }
+
+    /// The live folios, in no particular order.
+    pub fn live_folios(&self) -> &[FolioId] {
+        &self.live_list
     }
 
     /// `mm/gup.c: try_grab_folio(folio, refs, FOLL_PIN)`: pin `refs` pages of
@@ -439,7 +474,10 @@ impl Memory {
                 f
             } else {
                 self.folios.push(folio);
-                u32::try_from(self.folios.len() - 1).expect("fewer than 2^32 folios")
+                self.live_pos.push(u32::MAX);
+                let nf = u32::try_from(self.folios.len() - 1).expect("fewer than 2^32 folios");
+                self.mark_live(nf);
+                nf
             };
             self.page_mut(p).folio = nf;
             out.push(nf);
@@ -455,6 +493,7 @@ impl Memory {
             folio.live = false;
             let pages = self.pages_of(f);
             self.freed.extend(pages);
+            self.mark_dead(f);
         }
     }
 }

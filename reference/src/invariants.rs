@@ -78,6 +78,17 @@ impl Model {
                     }
                     Pmd::HugeZero => {}
                     Pmd::Table(t) => {
+                        // The VMA parts of this PMD range, as PTE indices.
+                        let covered: Vec<(u64, u64)> = mm
+                            .vmas_in(start, start + HPAGE_PMD_NR)
+                            .iter()
+                            .map(|v| {
+                                (
+                                    v.start.max(start) - start,
+                                    v.end.min(start + HPAGE_PMD_NR) - start,
+                                )
+                            })
+                            .collect();
                         let mapped = t
                             .chunks(16)
                             .enumerate()
@@ -91,7 +102,8 @@ impl Model {
                                 continue;
                             }
                             let vpn = start + i as u64;
-                            if mm.vma(vpn).is_none() {
+                            let i = i as u64;
+                            if !covered.iter().any(|&(lo, hi)| lo <= i && i < hi) {
                                 return fail(format!(
                                     "process {pid}: PTE at page {vpn:#x} outside any VMA"
                                 ));
@@ -129,9 +141,20 @@ impl Model {
                 }
             }
         }
-        for (f, folio) in self.mem.folios() {
+        // Anything found referencing a folio that is not live is a bug.
+        for (f, e) in folios.iter().enumerate() {
+            let folio = self.mem.folio(f as u32);
+            if !e.is_empty() && !folio.live && !folio.is_zero() {
+                return fail(format!(
+                    "folio {f} (page {:#x}) is freed but referenced: {} PTE, {} PMD, {} cache, {} FOLL_GET, {} pins",
+                    folio.first, e.pte_maps, e.entire_maps, e.cache, e.gets, e.pins
+                ));
+            }
+        }
+        for &f in self.mem.live_folios() {
+            let folio = self.mem.folio(f);
             let e = std::mem::take(&mut folios[f as usize]);
-            if folio.is_zero() || (!folio.live && e.is_empty()) {
+            if folio.is_zero() {
                 continue;
             }
             let pin_refs = if self.mem.has_pincount(f) {

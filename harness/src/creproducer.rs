@@ -115,7 +115,10 @@ pub fn emit_c_with(program: &Program, profile: Profile, origin: &str) -> Result<
 /// (no expectations, no checks), the header settings applied before each as
 /// the executor's caller does, and the reset-check reads after each. It
 /// prints one line per program (`# prog I steps N ns T status S`) and a
-/// summary line `# pinfuzz-bench programs=P steps=S wall_ns=W failed=F`.
+/// summary line `# pinfuzz-bench programs=P steps=S wall_ns=W failed=F
+/// setup_ns=.. op_ns=.. drain_ns=.. counters_ns=.. queries_ns=..
+/// teardown_ns=..` (the parts summed over programs, timed as the executor
+/// times its own).
 ///
 /// # Errors
 /// A program is not valid.
@@ -274,26 +277,25 @@ fn single_main(settings: &str) -> String {
 
 /// `main` of the bench baseline (see [`emit_baseline`]).
 const BATCH_MAIN: &str = r##"
-static __u64 ns_now(void)
+/* argv[1]: run only the first N programs (0: setup only, to time the overhead). */
+int main(int argc, char **argv)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
-int main(void)
-{
-	unsigned int i, n = sizeof(programs) / sizeof(programs[0]), failed = 0;
+	unsigned int i, n = ARRAY_SIZE(programs), failed = 0;
 	__u64 t0, t, steps = 0, pins[2];
 	struct pinfuzz_status st;
+	struct bench_times *bt;
 	int status, fd;
 	pid_t pid;
 
 	main_pid = getpid();
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && strtoul(argv[1], NULL, 10) < n)
+		n = strtoul(argv[1], NULL, 10);
 	if (geteuid())
 		ksft_exit_skip("needs root\n");
+	bt = mmap(NULL, sizeof(*bt), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (bt == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
 	fixed_settings();
 	open_counters();
 	t0 = ns_now();
@@ -306,9 +308,15 @@ int main(void)
 		if (pid < 0)
 			die("fork: %s", strerror(errno));
 		if (!pid) {
+			__u64 start = ns_now();
+
+			bench_times = bt;
 			setup(programs[i].splits, ARENA_LO, ARENA_HI);
+			bt->setup += ns_now() - start;
 			programs[i].run();
+			start = ns_now();
 			teardown();
+			bt->teardown += ns_now() - start;
 			_exit(0);
 		}
 		if (waitpid(pid, &status, 0) != pid)
@@ -326,8 +334,12 @@ int main(void)
 		printf("# prog %u steps %d ns %llu status %d\n", i, programs[i].steps,
 		       (unsigned long long)(ns_now() - t), status);
 	}
-	printf("# pinfuzz-bench programs=%u steps=%llu wall_ns=%llu failed=%u\n", n,
-	       (unsigned long long)steps, (unsigned long long)(ns_now() - t0), failed);
+	printf("# pinfuzz-bench programs=%u steps=%llu wall_ns=%llu failed=%u setup_ns=%llu "
+	       "op_ns=%llu drain_ns=%llu counters_ns=%llu queries_ns=%llu teardown_ns=%llu\n",
+	       n, (unsigned long long)steps, (unsigned long long)(ns_now() - t0), failed,
+	       (unsigned long long)bt->setup, (unsigned long long)bt->op,
+	       (unsigned long long)bt->drain, (unsigned long long)bt->counters,
+	       (unsigned long long)bt->queries, (unsigned long long)bt->teardown);
 	return failed ? 1 : 0;
 }
 "##;
@@ -386,6 +398,7 @@ exit(c0)
         let c = emit_baseline(&[program.clone(), program], "test").unwrap();
         assert!(!c.contains("check_step"));
         assert_eq!(c.matches("\tobserve(&p1_expect[").count(), 9);
+        assert!(c.contains("\tBENCH_OP(op_fork(0));"));
         assert!(c.contains("{ \"never\", 1, 0, 9, p0_program },"));
     }
 }

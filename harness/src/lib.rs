@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod bench;
 pub mod campaign;
 pub mod channel;
 pub mod creproducer;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod check;
 pub mod corpus;
 pub mod fmt;
@@ -48,6 +49,8 @@ enum Command {
     Selftests(selftests::Args),
     /// Check and canonicalize program files; convert raw fuzzer inputs.
     Fmt(fmt::Args),
+    /// The loop's steps/s against a bare C baseline of the same programs in the same guest.
+    Bench(bench::Args),
     /// Generate valid programs from a seeded generator.
     Gen(generate::Args),
     /// Fetch, build and list kernels for the guest.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Selfcheck(args) => selfcheck::run(args),
         Command::Selftests(args) => selftests::run(args),
         Command::Fmt(args) => fmt::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Gen(args) => generate::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Vm(cmd) => vm::run(cmd),

@@ -474,7 +474,7 @@ pub fn program_c(
             let _ = writeln!(body, "\tr = {call};");
             let _ = writeln!(body, "\tcheck_step({i}, &r, &{prefix}expect[{i}]);\n");
         } else {
-            let _ = writeln!(body, "\t(void){call};");
+            let _ = writeln!(body, "\tBENCH_OP({call});");
             let _ = writeln!(body, "\tobserve(&{prefix}expect[{i}]);\n");
         }
     }

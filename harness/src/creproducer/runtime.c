@@ -868,16 +868,51 @@ static __maybe_unused void teardown(void)
 	dev_fd = -1;
 }
 
+static __maybe_unused __u64 ns_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/*
+ * Where the bench baseline's time goes, in ns, summed over programs (the
+ * executor's RunSummary timing, for comparison).  Shared with the process
+ * that forks the runners; NULL outside the bench.
+ */
+struct bench_times {
+	__u64 setup, op, drain, counters, queries, teardown;
+};
+
+static struct bench_times *bench_times;
+
 /* Observe after a step (drain, counters, pages); no expectations checked. */
 static __maybe_unused void observe(const struct exp_step *e)
 {
+	__u64 t0 = ns_now(), t1, t2;
 	int i;
 
 	drain();
+	t1 = ns_now();
 	read_vmstat(counter_names, NR_COUNTERS, now);
+	t2 = ns_now();
 	for (i = 0; i < e->nmaps; i++)
 		query_range(&e->maps[i]);
 	for (i = 0; i < MAX_HANDLES; i++)
 		if (held[i])
 			query_handle(i);
+	if (bench_times) {
+		bench_times->drain += t1 - t0;
+		bench_times->counters += t2 - t1;
+		bench_times->queries += ns_now() - t2;
+	}
 }
+
+/* An operation of the bench baseline, timed. */
+#define BENCH_OP(call) do {					\
+	__u64 t_ = ns_now();					\
+	(void)(call);						\
+	if (bench_times)					\
+		bench_times->op += ns_now() - t_;		\
+} while (0)

@@ -1,0 +1,246 @@
+//! The bare C baseline: the bench programs compiled into one static C
+//! binary by the reproducer generator (`creproducer::emit_baseline`), run
+//! in the guest through the agent's `RunBinary`, and its own timing line
+//! read back.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::creproducer::emit_baseline;
+use crate::op::Program;
+use crate::vm::guest::{BinaryEnd, Guest};
+
+/// What one run of the baseline binary measured: its own figures (guest
+/// clock) and the host's view of the request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BaselineRun {
+    /// Programs it ran.
+    pub programs: u64,
+    /// Steps of the programs that ran to the end.
+    pub steps: u64,
+    /// Wall time of all programs, in ns.
+    pub wall_ns: u64,
+    /// Programs whose runner process failed.
+    pub failed: u64,
+    /// Where the time went, summed over programs (as the executor's
+    /// `Timing`: setup, operations, drains, counters, queries, teardown).
+    #[serde(default)]
+    pub parts: super::report::ExecTiming,
+    /// Host wall time of the whole request (sending the binary, running
+    /// it, the answer), in ns.
+    #[serde(default)]
+    pub host_wall_ns: u64,
+    /// Host wall time of the same request running no program (binary
+    /// transfer, start, fixed settings), in ns.
+    #[serde(default)]
+    pub host_overhead_ns: u64,
+}
+
+impl BaselineRun {
+    /// Steps per second, host clock: the request's wall time less the same
+    /// request's without programs. The guest clock when the host's view is
+    /// missing.
+    pub fn steps_per_s(&self) -> f64 {
+        match self.host_net_ns() {
+            Some(ns) => per_s(self.steps, ns),
+            None => self.guest_steps_per_s(),
+        }
+    }
+
+    /// Steps per second by the baseline's own (guest) clock.
+    pub fn guest_steps_per_s(&self) -> f64 {
+        per_s(self.steps, self.wall_ns)
+    }
+
+    /// The programs' host time, if the host timed the request.
+    pub fn host_net_ns(&self) -> Option<u64> {
+        (self.host_wall_ns > self.host_overhead_ns)
+            .then(|| self.host_wall_ns - self.host_overhead_ns)
+    }
+
+    /// Guest seconds per host second over the programs (1.0: the clocks
+    /// agree). Under TCG a guest whose TSC calibration went wrong at boot
+    /// (a loaded host) keeps time many times too fast; guest-clock figures
+    /// are then divided by this.
+    /// Measured only when the programs took at least [`MIN_CLOCK_CHECK_NS`]
+    /// of host time (below that, the request's own jitter dominates): 1.0
+    /// otherwise.
+    pub fn guest_clock_ratio(&self) -> f64 {
+        match self.host_net_ns() {
+            Some(ns) if self.wall_ns > 0 && ns >= MIN_CLOCK_CHECK_NS => {
+                self.wall_ns as f64 / ns as f64
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// Read the summary line `# pinfuzz-bench programs=P steps=S wall_ns=W failed=F`.
+    pub fn parse(output: &str) -> Result<BaselineRun> {
+        let line = output
+            .lines()
+            .find_map(|l| l.strip_prefix("# pinfuzz-bench "))
+            .context("the baseline printed no `# pinfuzz-bench` summary line")?;
+        let mut run = BaselineRun::default();
+        for word in line.split_whitespace() {
+            let (k, v) = word
+                .split_once('=')
+                .with_context(|| format!("bad summary word {word:?}"))?;
+            let v: u64 = v
+                .parse()
+                .with_context(|| format!("bad number in summary word {word:?}"))?;
+            match k {
+                "programs" => run.programs = v,
+                "steps" => run.steps = v,
+                "wall_ns" => run.wall_ns = v,
+                "failed" => run.failed = v,
+                "setup_ns" => run.parts.setup_ns = v,
+                "op_ns" => run.parts.op_ns = v,
+                "drain_ns" => run.parts.drain_ns = v,
+                "counters_ns" => run.parts.counters_ns = v,
+                "queries_ns" => run.parts.queries_ns = v,
+                "teardown_ns" => run.parts.teardown_ns = v,
+                _ => {}
+            }
+        }
+        Ok(run)
+    }
+}
+
+/// Shortest host time of the baseline's programs for which the guest clock
+/// is checked against the host's.
+pub const MIN_CLOCK_CHECK_NS: u64 = 2_000_000_000;
+
+/// Events per second from a count and nanoseconds (0 for no time).
+pub fn per_s(count: u64, ns: u64) -> f64 {
+    if ns == 0 {
+        0.0
+    } else {
+        count as f64 * 1e9 / ns as f64
+    }
+}
+
+/// Generate the baseline's C for `programs` into `dir/baseline.c` and build
+/// it (`gcc -static -O2`); returns the binary.
+pub fn build(programs: &[Program], origin: &str, dir: &Path) -> Result<Vec<u8>> {
+    let c = emit_baseline(programs, origin)?;
+    let src = dir.join("baseline.c");
+    let exe = dir.join("baseline");
+    crate::finding::write_atomic(&src, c.as_bytes())?;
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .context("run gcc (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "gcc -static -O2 -Wall -o {} {} failed:\n{}",
+            exe.display(),
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::read(&exe).with_context(|| format!("read {}", exe.display()))
+}
+
+/// Run the baseline binary in the guest, then again without programs to
+/// time the request's own overhead on the host.
+pub fn run(guest: &mut Guest, binary: &[u8], timeout: Duration) -> Result<BaselineRun> {
+    let mut full = run_once(guest, binary, None, timeout)?;
+    let empty = run_once(guest, binary, Some(0), timeout)?;
+    full.host_overhead_ns = empty.host_wall_ns;
+    Ok(full)
+}
+
+fn run_once(
+    guest: &mut Guest,
+    binary: &[u8],
+    programs: Option<u64>,
+    timeout: Duration,
+) -> Result<BaselineRun> {
+    let args: Vec<String> = programs.iter().map(u64::to_string).collect();
+    let run = guest.run_binary("pinfuzz-baseline", binary, &args, timeout)?;
+    let done = match run.end {
+        BinaryEnd::Finished(done) => done,
+        BinaryEnd::Failed(msg) => bail!("the agent could not run the baseline: {msg}"),
+        BinaryEnd::Crashed(c) => bail!(
+            "the guest crashed in the baseline: {}\n{}",
+            c.title,
+            c.excerpt
+        ),
+    };
+    let text = String::from_utf8_lossy(&done.output);
+    if done.timed_out {
+        bail!("the baseline did not finish within {timeout:?}");
+    }
+    let parsed = BaselineRun::parse(&text).with_context(|| {
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        format!(
+            "baseline exit {:?} signal {:?}; last lines:\n{}",
+            done.exit_code,
+            done.signal,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    if !run.incidents.is_empty() {
+        bail!("kernel incidents during the baseline: {:?}", run.incidents);
+    }
+    if parsed.failed > 0 {
+        bail!(
+            "{} programs of the baseline failed; its output:\n{}",
+            parsed.failed,
+            text.lines()
+                .filter(|l| !l.starts_with("# prog ") || !l.ends_with("status 0"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(BaselineRun {
+        host_wall_ns: run.wall.as_nanos() as u64,
+        ..parsed
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_line_parses() {
+        let out = "# prog 0 steps 3 ns 100 status 0\n\
+                   # pinfuzz-bench programs=2 steps=7 wall_ns=1000000 failed=0 setup_ns=5 \
+                   op_ns=6 drain_ns=7 counters_ns=8 queries_ns=9 teardown_ns=10\n";
+        let r = BaselineRun::parse(out).unwrap();
+        assert_eq!(
+            (r.programs, r.steps, r.wall_ns, r.failed),
+            (2, 7, 1_000_000, 0)
+        );
+        assert!((r.steps_per_s() - 7000.0).abs() < 1e-6);
+        assert_eq!(
+            (r.parts.setup_ns, r.parts.queries_ns, r.parts.teardown_ns),
+            (5, 9, 10)
+        );
+        assert!(BaselineRun::parse("Bail out! x\n").is_err());
+        // Host view: 3.5 s request, 0.5 s of it overhead: 7 steps in 3 s;
+        // the guest clock said 1 ms, so it runs 3000 times too slow.
+        let h = BaselineRun {
+            host_wall_ns: 3_500_000_000,
+            host_overhead_ns: 500_000_000,
+            ..r.clone()
+        };
+        assert!((h.steps_per_s() - 7.0 / 3.0).abs() < 1e-9);
+        assert!((h.guest_clock_ratio() - 1.0 / 3000.0).abs() < 1e-12);
+        assert_eq!(r.guest_clock_ratio(), 1.0);
+        // Too short a run to judge the clock by.
+        let short = BaselineRun {
+            host_wall_ns: 1_500_000_000,
+            ..h.clone()
+        };
+        assert_eq!(short.guest_clock_ratio(), 1.0);
+        assert_eq!(per_s(5, 0), 0.0);
+    }
+}

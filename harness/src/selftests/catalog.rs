@@ -60,8 +60,9 @@ pub const TESTS: &[TestDef] = &[
         source: "gup_test",
         invocations: &[&["-u"], &["-a"], &["-ct", "-F", "0x1", "0", "19", "0x1000"]],
         timeout: Duration::from_secs(600),
-        about: "get_user_pages_fast (-u), pin_user_pages_fast (-a) over 128 MiB, and \
-                DUMP_USER_PAGES_TEST with FOLL_PIN on pages 0, 19 and 0x1000 of a THP range",
+        about: "get_user_pages_fast (-u) and pin_user_pages_fast (-a) of 128 MiB of written \
+                anonymous pages, and DUMP_USER_PAGES_TEST (-ct -F 0x1: get_user_pages with \
+                FOLL_WRITE over a MADV_HUGEPAGE range, dump_page() of pages 0, 19 and 0x1000)",
     },
 ];
 

@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod kernel;
 pub mod obs;
 pub mod minimize;
+pub mod nightly;
 pub mod op;
 pub mod oracle;
 pub mod program;

@@ -13,7 +13,9 @@ pub mod corpus;
 pub mod fmt;
 pub mod fuzz;
 pub mod generate;
+pub mod jobsbench;
 pub mod kernel;
+pub mod nightly;
 pub mod repro;
 pub mod run;
 pub mod selfcheck;
@@ -51,8 +53,12 @@ enum Command {
     Fmt(fmt::Args),
     /// The loop's steps/s against a bare C baseline of the same programs in the same guest.
     Bench(bench::Args),
+    /// Benchmark `pinfuzz fuzz --jobs 1` against `--jobs 2` on the same programs.
+    Jobsbench(jobsbench::Args),
     /// Generate valid programs from a seeded generator.
     Gen(generate::Args),
+    /// The nightly: every fuzzer for a budget, findings against a persistent state, a report.
+    Nightly(nightly::Args),
     /// Fetch, build and list kernels for the guest.
     #[command(subcommand)]
     Kernel(kernel::Command),
@@ -75,7 +81,9 @@ pub fn main() -> ExitCode {
         Command::Selftests(args) => selftests::run(args),
         Command::Fmt(args) => fmt::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Jobsbench(args) => jobsbench::run(args),
         Command::Gen(args) => generate::run(args),
+        Command::Nightly(args) => nightly::run(args),
         Command::Kernel(cmd) => kernel::run(cmd),
         Command::Vm(cmd) => vm::run(cmd),
     };

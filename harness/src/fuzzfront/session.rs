@@ -238,15 +238,15 @@ impl Session {
             self.engine,
             data.len()
         );
+        let fault = if self.cfg.guest.fault != 0 {
+            format!(" --fault {}", self.cfg.guest.fault)
+        } else {
+            String::new()
+        };
         ctx.reproduce = format!(
-            "pinfuzz repro {} --kernel {}{}",
+            "pinfuzz repro {} --kernel {}{fault}",
             path.display(),
-            self.cfg.kernel,
-            if self.cfg.guest.fault != 0 {
-                format!(" --fault {}", self.cfg.guest.fault)
-            } else {
-                String::new()
-            }
+            self.cfg.kernel
         );
         let report = Report::new(program, run, &ctx);
         let recorded = self
@@ -263,7 +263,6 @@ impl Session {
         }
         self.stats.findings += 1;
         eprintln!("{}", report.to_text());
-        eprintln!("{}", self.line());
         let mut msg = String::new();
         let _ = writeln!(msg, "pinfuzz finding: {title}");
         let _ = writeln!(
@@ -279,7 +278,7 @@ impl Session {
         let _ = writeln!(msg, "\nreproduce with:\n\t{}", report.reproduce);
         let _ = write!(
             msg,
-            "minimize with:\n\tpinfuzz minimize {} --kernel {}",
+            "minimize with:\n\tpinfuzz minimize {} --kernel {}{fault}",
             recorded.path.display(),
             self.cfg.kernel
         );

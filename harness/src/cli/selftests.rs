@@ -29,9 +29,13 @@ pub struct Args {
     /// was built in).
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
-    /// Print the report as JSON (progress still goes to stderr).
+    /// Print the report as JSON (progress still goes to stderr); it holds
+    /// every case and each program's whole output.
     #[arg(long)]
     pub json: bool,
+    /// Print each program's TAP output before the report.
+    #[arg(long, conflicts_with = "json")]
+    pub tap: bool,
     /// Swap in the guest, MiB of zram (0: none; the swapped-out cases then skip).
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     pub swap: u32,
@@ -78,6 +82,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        if args.tap {
+            for run in &report.runs {
+                println!("### {} ({})", run.label, run.ended);
+                print!("{}", run.output);
+                if !run.output.is_empty() && !run.output.ends_with('\n') {
+                    println!();
+                }
+            }
+            println!();
+        }
         print!("{}", report::render(&report));
     }
     Ok(if report.verdict.passed {

@@ -213,6 +213,8 @@ pub struct RunResult {
     pub problems: Vec<String>,
     /// Kernel incidents while it ran.
     pub incidents: Vec<Incident>,
+    /// The program's whole output (its TAP, with stderr interleaved).
+    pub output: String,
 }
 
 impl RunResult {
@@ -313,6 +315,7 @@ pub fn judge(raw: &RawRun, version: (u32, u32), provided: &Provided) -> RunResul
             .chain(raw.crash.as_ref())
             .cloned()
             .collect(),
+        output: raw.output.clone(),
     }
 }
 

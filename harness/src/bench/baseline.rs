@@ -34,21 +34,19 @@ pub struct BaselineRun {
     /// it, the answer), in ns.
     #[serde(default)]
     pub host_wall_ns: u64,
-    /// Host wall time of the same request running no program (binary
-    /// transfer, start, fixed settings), in ns.
+    /// Host time of a request around the executable itself (binary
+    /// transfer, answer, console scan): a run of the same binary with no
+    /// program, host wall time less the guest's spawn-to-exit time, in ns.
     #[serde(default)]
     pub host_overhead_ns: u64,
 }
 
 impl BaselineRun {
-    /// Steps per second, host clock: the request's wall time less the same
-    /// request's without programs. The guest clock when the host's view is
-    /// missing.
+    /// Steps per second: by the baseline's own clock, corrected when the
+    /// guest clock is seen to run at another rate than the host's
+    /// ([`BaselineRun::guest_clock_ratio`]).
     pub fn steps_per_s(&self) -> f64 {
-        match self.host_net_ns() {
-            Some(ns) => per_s(self.steps, ns),
-            None => self.guest_steps_per_s(),
-        }
+        self.guest_steps_per_s() * self.guest_clock_ratio()
     }
 
     /// Steps per second by the baseline's own (guest) clock.
@@ -56,24 +54,35 @@ impl BaselineRun {
         per_s(self.steps, self.wall_ns)
     }
 
-    /// The programs' host time, if the host timed the request.
+    /// The programs' host time (the request's less its overhead), if the
+    /// host timed the request.
     pub fn host_net_ns(&self) -> Option<u64> {
         (self.host_wall_ns > self.host_overhead_ns)
             .then(|| self.host_wall_ns - self.host_overhead_ns)
     }
 
-    /// Guest seconds per host second over the programs (1.0: the clocks
-    /// agree). Under TCG a guest whose TSC calibration went wrong at boot
-    /// (a loaded host) keeps time many times too fast; guest-clock figures
-    /// are then divided by this.
-    /// Measured only when the programs took at least [`MIN_CLOCK_CHECK_NS`]
-    /// of host time (below that, the request's own jitter dominates): 1.0
-    /// otherwise.
-    pub fn guest_clock_ratio(&self) -> f64 {
+    /// The guest clock measured against the host's over the programs:
+    /// guest seconds per host second.
+    pub fn measured_clock_ratio(&self) -> Option<f64> {
         match self.host_net_ns() {
             Some(ns) if self.wall_ns > 0 && ns >= MIN_CLOCK_CHECK_NS => {
-                self.wall_ns as f64 / ns as f64
+                Some(self.wall_ns as f64 / ns as f64)
             }
+            _ => None,
+        }
+    }
+
+    /// Guest seconds per host second, for correcting guest-clock figures:
+    /// the measured ratio when it is clearly off (more than
+    /// [`CLOCK_TOLERANCE`] from 1; under TCG a guest whose TSC calibration
+    /// went wrong at boot, on a loaded host, keeps time many times too fast
+    /// or slow), else 1.0: the request's own jitter (console scan, transfer)
+    /// is a few percent, and a guest clock within that is taken as right.
+    /// Not measured (1.0) when the programs took less than
+    /// [`MIN_CLOCK_CHECK_NS`] of host time.
+    pub fn guest_clock_ratio(&self) -> f64 {
+        match self.measured_clock_ratio() {
+            Some(r) if (r - 1.0).abs() > CLOCK_TOLERANCE => r,
             _ => 1.0,
         }
     }
@@ -114,6 +123,10 @@ impl BaselineRun {
 /// is checked against the host's.
 pub const MIN_CLOCK_CHECK_NS: u64 = 2_000_000_000;
 
+/// How far the measured guest clock rate may be from the host's before
+/// guest-clock figures are corrected.
+pub const CLOCK_TOLERANCE: f64 = 0.1;
+
 /// Events per second from a count and nanoseconds (0 for no time).
 pub fn per_s(count: u64, ns: u64) -> f64 {
     if ns == 0 {
@@ -150,18 +163,19 @@ pub fn build(programs: &[Program], origin: &str, dir: &Path) -> Result<Vec<u8>> 
 /// Run the baseline binary in the guest, then again without programs to
 /// time the request's own overhead on the host.
 pub fn run(guest: &mut Guest, binary: &[u8], timeout: Duration) -> Result<BaselineRun> {
-    let mut full = run_once(guest, binary, None, timeout)?;
-    let empty = run_once(guest, binary, Some(0), timeout)?;
-    full.host_overhead_ns = empty.host_wall_ns;
+    let (mut full, _) = run_once(guest, binary, None, timeout)?;
+    let (empty, empty_guest_ns) = run_once(guest, binary, Some(0), timeout)?;
+    full.host_overhead_ns = empty.host_wall_ns.saturating_sub(empty_guest_ns);
     Ok(full)
 }
 
+/// One run; also the executable's spawn-to-exit time (guest clock).
 fn run_once(
     guest: &mut Guest,
     binary: &[u8],
     programs: Option<u64>,
     timeout: Duration,
-) -> Result<BaselineRun> {
+) -> Result<(BaselineRun, u64)> {
     let args: Vec<String> = programs.iter().map(u64::to_string).collect();
     let run = guest.run_binary("pinfuzz-baseline", binary, &args, timeout)?;
     let done = match run.end {
@@ -199,10 +213,13 @@ fn run_once(
                 .join("\n")
         );
     }
-    Ok(BaselineRun {
-        host_wall_ns: run.wall.as_nanos() as u64,
-        ..parsed
-    })
+    Ok((
+        BaselineRun {
+            host_wall_ns: run.wall.as_nanos() as u64,
+            ..parsed
+        },
+        done.wall_ns,
+    ))
 }
 
 #[cfg(test)]
@@ -225,16 +242,25 @@ mod tests {
             (5, 9, 10)
         );
         assert!(BaselineRun::parse("Bail out! x\n").is_err());
-        // Host view: 3.5 s request, 0.5 s of it overhead: 7 steps in 3 s;
-        // the guest clock said 1 ms, so it runs 3000 times too slow.
+        // Host view: 3.5 s request, 0.5 s of it overhead: 7 steps in 3 s of
+        // host time; the guest clock said 1 ms, so it runs 3000 times too
+        // slow, and the guest-clock rate is corrected.
         let h = BaselineRun {
             host_wall_ns: 3_500_000_000,
             host_overhead_ns: 500_000_000,
             ..r.clone()
         };
-        assert!((h.steps_per_s() - 7.0 / 3.0).abs() < 1e-9);
+        assert_eq!(h.host_net_ns(), Some(3_000_000_000));
         assert!((h.guest_clock_ratio() - 1.0 / 3000.0).abs() < 1e-12);
+        assert!((h.steps_per_s() - 7.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.guest_clock_ratio(), 1.0);
+        // Within the tolerance the guest clock is taken as right.
+        let close = BaselineRun {
+            wall_ns: 3_200_000_000,
+            ..h.clone()
+        };
+        assert!((close.measured_clock_ratio().unwrap() - 3.2 / 3.0).abs() < 1e-9);
+        assert_eq!(close.guest_clock_ratio(), 1.0);
         // Too short a run to judge the clock by.
         let short = BaselineRun {
             host_wall_ns: 1_500_000_000,

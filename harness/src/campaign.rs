@@ -144,6 +144,13 @@ pub fn program_seed(campaign: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The campaign index of the `n`-th program a shard runs: shard `(I, N)`
+/// runs the indices `i` with `i % N == I`, in order, so shards of one seed
+/// are disjoint and together run exactly what the unsharded campaign runs.
+pub fn shard_index(n: u64, shard: (u64, u64)) -> u64 {
+    n * shard.1 + shard.0
+}
+
 /// Program `index` of a campaign.
 pub fn campaign_program(seed: u64, index: u64, limits: &Limits) -> Program {
     let mut rng = ChaCha8Rng::seed_from_u64(program_seed(seed, index));
@@ -241,7 +248,7 @@ fn worker_loop(
         if cfg.max_programs.is_some_and(|m| n >= m) {
             break;
         }
-        let index = n * cfg.shard.1 + cfg.shard.0;
+        let index = shard_index(n, cfg.shard);
         let program = campaign_program(cfg.seed, index, &cfg.limits);
         let run = run_diff(&mut guest, &program, profile, cfg.program_timeout)?;
         let finding = run.outcome.is_finding();

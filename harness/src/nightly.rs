@@ -489,7 +489,7 @@ fn corpus_phase(
     for k in kernels.iter_mut() {
         let mut elements: BTreeSet<Element> = BTreeSet::new();
         for n in 0..k.stats.programs {
-            let index = n * cfg.shard.1 + cfg.shard.0;
+            let index = crate::campaign::shard_index(n, cfg.shard);
             let mut program = campaign_program(cfg.seed, index, &limits);
             let sig = signature(&program);
             elements.extend(sig.iter().copied());

@@ -80,7 +80,14 @@ pub fn prepare(cache: &Cache, spec: &SourceSpec) -> Result<SourceTree> {
             let id = format!("{package}_{}", version.replace([':', '/'], "_"));
             let root = base.join("src").join(&id);
             if !root.join("Makefile").is_file() {
-                let deb = apt::download(&base.join("debs"), package, version)?;
+                let deb =
+                    apt::download(&base.join("debs"), package, version).with_context(|| {
+                        format!(
+                            "the kernel's source {package}={version} is needed to build its \
+                         selftests; if the mirror no longer has that version, pass a kernel tree \
+                         with --source DIR"
+                        )
+                    })?;
                 eprintln!(
                     "pinfuzz: extracting the selftests from {} (once; ~30 s)",
                     deb.display()

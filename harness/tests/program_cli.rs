@@ -178,22 +178,22 @@ fn gen_output_is_stable_across_machines() {
 }
 
 const GOLDEN_SEED_1_0: &str = "\
-# pinfuzz gen --seed 1 --max-steps 10: program 0
-pinfuzz v1 thp=never use_zero_page=0 kernel=any
-c0 = fork()
-m0 = mmap(memfd-private, pages=21, prot=rw)
-touch(m0[0..21], write)
-mprotect(m0[0..21], r)
-get_user_pages(m0[0..21], none)
-touch(m0[13..19], write)
-exit(c0)
-touch(m0[0..21], read)
-pin_user_pages(m0[5..14], none)
-touch(m0[14..28], write)
+# pinfuzz gen --seed 1 --max-steps 10: program 0\n\
+pinfuzz v1 thp=never use_zero_page=0 kernel=any\n\
+c0 = fork()\n\
+m0 = mmap(memfd-private, pages=21, prot=rw)\n\
+touch(m0[0..21], write)\n\
+mprotect(m0[15..18], rw)\n\
+p0 = pin_user_pages(m0[18..21], write)\n\
+get_user_pages_fast(m0[0..512], write)\n\
+pin_user_pages(m0[5..14], none)\n\
+c0: unpin(p0)\n\
+mprotect(m0[1..12], none)\n\
+get_user_pages(m0[19..26], force)\n\
 ";
 const GOLDEN_SEED_1_1: &str = "\
-# pinfuzz gen --seed 1 --max-steps 10: program 1
-pinfuzz v1 thp=always use_zero_page=0 kernel=any
-m0 = mmap(anon-private, pages=10, prot=rw)
-split_huge_pages(m0[2..5])
+# pinfuzz gen --seed 1 --max-steps 10: program 1\n\
+pinfuzz v1 thp=always use_zero_page=0 kernel=any\n\
+m0 = mmap(anon-private, pages=10, prot=rw)\n\
+split_huge_pages(m0[2..5])\n\
 ";

@@ -211,13 +211,6 @@ impl Memory {
     pub fn folio_of(&self, p: u64) -> FolioId {
         self.pages[p as usize].folio
     }
-    /// Every folio ever allocated, with its id.
-    pub fn folios(&self) -> impl Iterator<Item = (FolioId, &Folio)> {
-        self.folios
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (i as FolioId, f))
-    }
     /// The page ids of a folio.
     pub fn pages_of(&self, f: FolioId) -> std::ops::Range<u64> {
         let folio = self.folio(f);

@@ -277,10 +277,13 @@ fn single_main(settings: &str) -> String {
 
 /// `main` of the bench baseline (see [`emit_baseline`]).
 const BATCH_MAIN: &str = r##"
-/* argv[1]: run only the first N programs (0: setup only, to time the overhead). */
+/*
+ * argv[1]: run at most N programs (0: setup only, to time the overhead);
+ * argv[2]: starting with this one.
+ */
 int main(int argc, char **argv)
 {
-	unsigned int i, n = ARRAY_SIZE(programs), failed = 0;
+	unsigned int i, first = 0, n = ARRAY_SIZE(programs), failed = 0;
 	__u64 t0, t, steps = 0, pins[2];
 	struct pinfuzz_status st;
 	struct bench_times *bt;
@@ -289,6 +292,11 @@ int main(int argc, char **argv)
 
 	main_pid = getpid();
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 2)
+		first = strtoul(argv[2], NULL, 10);
+	if (first > n)
+		first = n;
+	n -= first;
 	if (argc > 1 && strtoul(argv[1], NULL, 10) < n)
 		n = strtoul(argv[1], NULL, 10);
 	if (geteuid())
@@ -299,7 +307,7 @@ int main(int argc, char **argv)
 	fixed_settings();
 	open_counters();
 	t0 = ns_now();
-	for (i = 0; i < n; i++) {
+	for (i = first; i < first + n; i++) {
 		t = ns_now();
 		/* As the executor's caller: settings, the pin baseline, a runner. */
 		program_settings(programs[i].thp, programs[i].use_zero_page);

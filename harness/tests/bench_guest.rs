@@ -33,6 +33,7 @@ fn the_bench_measures_the_loop_and_the_c_baseline_on_the_same_programs() {
             ..Limits::FULL
         },
         rounds: 2,
+        chunk: 5,
         program_timeout: Duration::from_secs(60),
         keep: None,
     };
@@ -55,4 +56,6 @@ fn the_bench_measures_the_loop_and_the_c_baseline_on_the_same_programs() {
     assert!(report.loop_ratio > 0.0);
     assert!(report.to_text().contains("(a)/(c) ="));
     assert_eq!(lines.len(), 1 + 2 * 2, "{lines:?}");
+    // Chunks add up: 12 programs in chunks of 5 are three baseline requests.
+    assert_eq!(report.rounds[0].baseline.programs, 12);
 }

@@ -42,6 +42,17 @@ pub struct BaselineRun {
 }
 
 impl BaselineRun {
+    /// Add another run's counts and times (chunks of one pass).
+    pub fn add(&mut self, o: &BaselineRun) {
+        self.programs += o.programs;
+        self.steps += o.steps;
+        self.wall_ns += o.wall_ns;
+        self.failed += o.failed;
+        self.parts.add(&o.parts);
+        self.host_wall_ns += o.host_wall_ns;
+        self.host_overhead_ns += o.host_overhead_ns;
+    }
+
     /// Steps per second: by the baseline's own clock, corrected when the
     /// guest clock is seen to run at another rate than the host's
     /// ([`BaselineRun::guest_clock_ratio`]).
@@ -160,23 +171,32 @@ pub fn build(programs: &[Program], origin: &str, dir: &Path) -> Result<Vec<u8>> 
     std::fs::read(&exe).with_context(|| format!("read {}", exe.display()))
 }
 
-/// Run the baseline binary in the guest, then again without programs to
-/// time the request's own overhead on the host.
-pub fn run(guest: &mut Guest, binary: &[u8], timeout: Duration) -> Result<BaselineRun> {
-    let (mut full, _) = run_once(guest, binary, None, timeout)?;
-    let (empty, empty_guest_ns) = run_once(guest, binary, Some(0), timeout)?;
-    full.host_overhead_ns = empty.host_wall_ns.saturating_sub(empty_guest_ns);
-    Ok(full)
+/// Run programs `first..first + count` of the baseline binary in the guest.
+pub fn run_chunk(
+    guest: &mut Guest,
+    binary: &[u8],
+    first: u64,
+    count: u64,
+    timeout: Duration,
+) -> Result<BaselineRun> {
+    Ok(run_once(guest, binary, &[count, first], timeout)?.0)
+}
+
+/// The host time of one baseline request around the executable itself:
+/// a run without programs, its host wall time less its own run time.
+pub fn request_overhead(guest: &mut Guest, binary: &[u8], timeout: Duration) -> Result<u64> {
+    let (empty, guest_ns) = run_once(guest, binary, &[0], timeout)?;
+    Ok(empty.host_wall_ns.saturating_sub(guest_ns))
 }
 
 /// One run; also the executable's spawn-to-exit time (guest clock).
 fn run_once(
     guest: &mut Guest,
     binary: &[u8],
-    programs: Option<u64>,
+    args: &[u64],
     timeout: Duration,
 ) -> Result<(BaselineRun, u64)> {
-    let args: Vec<String> = programs.iter().map(u64::to_string).collect();
+    let args: Vec<String> = args.iter().map(u64::to_string).collect();
     let run = guest.run_binary("pinfuzz-baseline", binary, &args, timeout)?;
     let done = match run.end {
         BinaryEnd::Finished(done) => done,

@@ -16,9 +16,10 @@
 //!   observations, the reset-check reads), run in the same guest, timed by
 //!   itself.
 //!
-//! Rounds alternate the two so that a change in the host's load (it is
-//! shared) hits both; the report gives every round and the median of each
-//! figure.
+//! The two alternate chunk by chunk (`chunk` programs through the loop,
+//! then the same programs in the baseline), so that the host's load, which
+//! drifts (the machine is shared), weighs on both alike; the report gives
+//! every round and the median of each figure.
 
 pub mod baseline;
 pub mod report;
@@ -35,6 +36,7 @@ use crate::op::Program;
 use crate::oracle::compare;
 use crate::program::Limits;
 use crate::vm::guest::{Guest, GuestOptions, RunEnd};
+use baseline::BaselineRun;
 pub use report::{BenchReport, LoopRun, Round};
 
 /// What to measure.
@@ -50,8 +52,11 @@ pub struct BenchConfig {
     pub programs: u64,
     /// Program size limits.
     pub limits: Limits,
-    /// Rounds (each: the loop, then the baseline).
+    /// Rounds (each: every program through the loop and the baseline).
     pub rounds: usize,
+    /// Programs per chunk: the loop and the baseline alternate chunk by
+    /// chunk.
+    pub chunk: usize,
     /// Per-program timeout of the loop.
     pub program_timeout: Duration,
     /// Where the baseline's C source and binary go (a temporary directory
@@ -98,19 +103,29 @@ pub fn run_bench(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Be
     let profile = Profile::find(&hello.kernel_release)
         .with_context(|| format!("no model profile for kernel {}", hello.kernel_release))?;
     // The C baseline's timeout: generous, it is only a hang guard.
-    let baseline_timeout = cfg.program_timeout * (programs.len() as u32).max(1);
+    let timeout = cfg.program_timeout * (cfg.chunk.max(1) as u32);
+    let chunk = cfg.chunk.max(1);
     let mut rounds = Vec::new();
     for r in 0..cfg.rounds {
-        let lp = loop_pass(&mut guest, &programs, profile, cfg.program_timeout)?;
+        // Chunk by chunk, the loop then the baseline on the same programs,
+        // so that the host's load, which drifts, weighs on both alike.
+        let mut lp = LoopRun::default();
+        let mut base = BaselineRun::default();
+        for (k, part) in programs.chunks(chunk).enumerate() {
+            lp.add(&loop_pass(&mut guest, part, profile, cfg.program_timeout)?);
+            let first = (k * chunk) as u64;
+            let b = baseline::run_chunk(&mut guest, &binary, first, part.len() as u64, timeout)?;
+            base.add(&b);
+        }
+        let overhead = baseline::request_overhead(&mut guest, &binary, timeout)?;
+        base.host_overhead_ns = overhead * programs.len().div_ceil(chunk) as u64;
         progress(&format!("round {}: {}", r + 1, lp.line()));
-        let base = baseline::run(&mut guest, &binary, baseline_timeout)?;
         progress(&format!(
-            "round {}: C baseline {} steps in {:.2} s = {:.0} steps/s ({} failed)",
+            "round {}: C baseline {} steps in {:.2} s = {:.0} steps/s",
             r + 1,
             base.steps,
             base.wall_ns as f64 / 1e9,
             base.steps_per_s(),
-            base.failed
         ));
         rounds.push(Round {
             loop_run: lp,

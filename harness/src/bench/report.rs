@@ -27,6 +27,19 @@ pub struct ExecTiming {
     pub teardown_ns: u64,
 }
 
+impl ExecTiming {
+    /// Add another run's times.
+    pub fn add(&mut self, o: &ExecTiming) {
+        self.total_ns += o.total_ns;
+        self.setup_ns += o.setup_ns;
+        self.op_ns += o.op_ns;
+        self.drain_ns += o.drain_ns;
+        self.counters_ns += o.counters_ns;
+        self.queries_ns += o.queries_ns;
+        self.teardown_ns += o.teardown_ns;
+    }
+}
+
 /// One pass of the programs through the loop.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoopRun {
@@ -53,6 +66,20 @@ pub struct LoopRun {
 }
 
 impl LoopRun {
+    /// Add another pass's counts and times (chunks of one pass).
+    pub fn add(&mut self, o: &LoopRun) {
+        self.programs += o.programs;
+        self.steps += o.steps;
+        self.wall_ns += o.wall_ns;
+        self.guest_request_ns += o.guest_request_ns;
+        self.model_ns += o.model_ns;
+        self.compare_ns += o.compare_ns;
+        self.exec.add(&o.exec);
+        self.matched += o.matched;
+        self.stopped += o.stopped;
+        self.failed += o.failed;
+    }
+
     /// (a): steps per second of the whole loop, host clock.
     pub fn loop_steps_per_s(&self) -> f64 {
         per_s(self.steps, self.wall_ns)
@@ -312,7 +339,7 @@ impl BenchReport {
             s,
             "median: (a) loop {:.0} steps/s (host clock: guest run + model + compare)\n        \
              (b) executor alone {:.0} steps/s (RunSummary timing, guest clock corrected)\n        \
-             (c) C baseline {:.0} steps/s (host clock, same programs, same guest)\n        \
+             (c) C baseline {:.0} steps/s (its own clock, same programs, same guest)\n        \
              (a)/(c) = {:.2}   (b)/(c) = {:.2}   (goal: (a)/(c) >= 0.5: {})",
             self.loop_steps_per_s,
             self.exec_steps_per_s,

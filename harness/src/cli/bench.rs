@@ -25,9 +25,13 @@ pub struct Args {
     /// Most steps per program (as `pinfuzz fuzz --max-steps`).
     #[arg(long, default_value_t = 32)]
     pub max_steps: usize,
-    /// Rounds; each runs the loop, then the C baseline. Medians are reported.
+    /// Rounds; each runs every program through the loop and the C baseline.
+    /// Medians are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Programs per chunk: the loop and the baseline alternate chunk by chunk.
+    #[arg(long, default_value_t = 10)]
+    pub chunk: usize,
     /// Per-program timeout of the loop, seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -64,6 +68,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         .capped(),
         rounds: args.rounds.max(1),
+        chunk: args.chunk.max(1),
         program_timeout: Duration::from_secs(args.timeout),
         keep: args.keep.clone(),
     };

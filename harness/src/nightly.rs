@@ -36,6 +36,7 @@ pub mod state;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -295,6 +296,7 @@ fn kernel_lane(cfg: &NightlyConfig, budget: u64) -> (Vec<KernelRun>, Vec<String>
                     kernel: k.clone(),
                     release: String::new(),
                     budget_s: budget,
+                    warmup_s: 0.0,
                     stats: Default::default(),
                     steps_per_s: 0.0,
                     coverage_elements: 0,
@@ -331,7 +333,14 @@ fn kernel_campaign(cfg: &NightlyConfig, name: &str, budget: u64) -> Result<Kerne
         profile: None,
     };
     let last = AtomicU64::new(0);
+    // (elapsed, steps) when the first program finished: the guest boot (and
+    // on a fresh tree the agent build) comes before it.
+    let first: Mutex<Option<(f64, u64)>> = Mutex::new(None);
     let stats = run_campaign(&campaign, &|st| {
+        first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert((st.elapsed_s, st.steps));
         let now = st.elapsed_s as u64;
         if now >= last.load(Ordering::Relaxed) + 30 {
             last.store(now, Ordering::Relaxed);
@@ -339,11 +348,21 @@ fn kernel_campaign(cfg: &NightlyConfig, name: &str, budget: u64) -> Result<Kerne
         }
     })?;
     eprintln!("pinfuzz nightly: {name} done: {}", stats.line());
+    let (warmup_s, steps_then) = first
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or((stats.elapsed_s, stats.steps));
+    let window = stats.elapsed_s - warmup_s;
     Ok(KernelRun {
         kernel: name.to_string(),
         release: spec.release.clone(),
         budget_s: budget,
-        steps_per_s: stats.steps_per_s(),
+        warmup_s,
+        steps_per_s: if window > 0.0 {
+            (stats.steps - steps_then) as f64 / window
+        } else {
+            0.0
+        },
         stats,
         coverage_elements: 0,
         corpus_added: 0,

@@ -20,9 +20,12 @@ pub struct KernelRun {
     pub release: String,
     /// Budget given, seconds.
     pub budget_s: u64,
+    /// Seconds until the first program finished (kernel provisioning,
+    /// guest agent build, boot).
+    pub warmup_s: f64,
     /// What the campaign counted.
     pub stats: CampaignStats,
-    /// Steps per second (wall time, boots included).
+    /// Steps per second after the first program (boots excluded).
     pub steps_per_s: f64,
     /// Model-coverage elements of the programs it ran.
     pub coverage_elements: usize,
@@ -169,7 +172,7 @@ impl NightlyReport {
             let _ = writeln!(s, "## Kernels (`pinfuzz fuzz`)\n");
             let _ = writeln!(
                 s,
-                "| kernel | release | budget s | programs | steps | steps/s | matched | poisoned | findings | boots | model coverage | to corpus |"
+                "| kernel | release | budget s | warm-up s | programs | steps | steps/s | matched | poisoned | findings | boots | model coverage | to corpus |"
             );
             let _ = writeln!(
                 s,
@@ -186,10 +189,11 @@ impl NightlyReport {
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {:.1} | {:.1}% | {:.1}% | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {:.1} | {:.1}% | {:.1}% | {} | {} | {} | {} |",
                     k.kernel,
                     k.release,
                     k.budget_s,
+                    k.warmup_s,
                     st.programs,
                     st.steps,
                     k.steps_per_s,
@@ -204,6 +208,13 @@ impl NightlyReport {
                     let _ = writeln!(s, "\n{}: **failed**: {e}\n", k.kernel);
                 }
             }
+            let _ = writeln!(
+                s,
+                "\nWarm-up: kernel provisioning, guest agent build and boot, until the first \
+                 program; steps/s counts after it. Model coverage: distinct elements of the \
+                 coverage signature of the programs run; to corpus: those of them that added \
+                 elements to the text corpus."
+            );
             s.push('\n');
         }
         if !self.targets.is_empty() {

@@ -9,7 +9,7 @@
 //! 2. **Fuzz** for the budget, in two lanes: the kernel lane runs `pinfuzz
 //!    fuzz` campaigns (`campaign::run_campaign`, without stopping at
 //!    findings) on each kernel in turn; the model lane runs each model-only
-//!    libFuzzer target in turn ([`libfuzzer`], fork mode, crashes ignored).
+//!    libFuzzer target in turn ([`libfuzzer`], restarted after crashes).
 //!    With two or more cores the lanes run side by side and each gets the
 //!    whole budget; otherwise one after the other, two thirds of the budget
 //!    to the kernels.

@@ -2,11 +2,11 @@
 //! `cargo fuzz build`, run for a budget without stopping at a crash, their
 //! raw corpora seeded from text and merged afterwards.
 //!
-//! A target runs in libFuzzer's fork mode (`-fork=1 -ignore_crashes=1
-//! -ignore_timeouts=1 -ignore_ooms=1`): a crash ends a child, not the run,
-//! and is saved under the artifact prefix (`crash-*`, `timeout-*`,
-//! `oom-*`) while fuzzing goes on — what OSS-Fuzz's long runs do, and what
-//! a nightly needs to see more than its first bug.
+//! A crash does not end a target's run: libFuzzer saves it under the
+//! artifact prefix (`crash-*`, `timeout-*`, `oom-*`) and is started again
+//! on the same corpus with the time that is left ([`run_target`]) — what
+//! OSS-Fuzz's long runs do, and what a nightly needs to see more than its
+//! first bug.
 
 use std::fs;
 use std::io::Read as _;
@@ -31,7 +31,7 @@ pub struct TargetRun {
     pub budget_s: u64,
     /// Wall time, seconds.
     pub seconds: f64,
-    /// Executions (libFuzzer's last `#N` in fork mode).
+    /// Executions, summed over the runs.
     pub execs: u64,
     /// Executions per second over the run.
     pub execs_per_s: f64,
@@ -45,7 +45,9 @@ pub struct TargetRun {
     pub corpus_after: usize,
     /// Artifacts written tonight (crash-, timeout-, oom-).
     pub artifacts: Vec<PathBuf>,
-    /// libFuzzer's exit status (`None`: killed at the deadline).
+    /// libFuzzer runs (one more after each crash).
+    pub runs: u32,
+    /// The last libFuzzer run's exit status (`None`: killed at the deadline).
     pub exit: Option<i32>,
     /// The run's log.
     pub log: PathBuf,
@@ -98,8 +100,16 @@ pub fn seed_from_text(dir: &Path, sources: &[PathBuf]) -> Result<usize> {
     Ok(new)
 }
 
+/// Most restarts after crashes in one run: past this the target crashes
+/// on its own corpus and fuzzing it further is pointless.
+const MAX_RESTARTS: u32 = 50;
+
 /// Run `bin` (target `target`) for `budget` seconds on `corpus`, writing
-/// artifacts under `artifacts` and its output to `log`.
+/// artifacts under `artifacts` and its output to `log`. libFuzzer runs in
+/// its normal mode and is started again after each crash with the time
+/// that is left: fork mode (`-fork=1 -ignore_crashes=1`) would also go on
+/// past crashes, but replays the whole corpus at every job, which costs
+/// most of a short budget once the corpus has a few thousand inputs.
 ///
 /// # Errors
 /// The binary cannot be started, the log cannot be written.
@@ -116,47 +126,70 @@ pub fn run_target(
     fs::create_dir_all(artifacts).with_context(|| format!("create {}", artifacts.display()))?;
     let before_artifacts: Vec<PathBuf> = list_artifacts(artifacts);
     let corpus_before = count_files(corpus);
-    let log_file =
-        fs::File::create(log).with_context(|| format!("create the log {}", log.display()))?;
+    fs::File::create(log).with_context(|| format!("create the log {}", log.display()))?;
     let t0 = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("-fork=1")
-        .arg("-ignore_crashes=1")
-        .arg("-ignore_timeouts=1")
-        .arg("-ignore_ooms=1")
-        .arg(format!("-max_total_time={budget}"))
-        // A single model input takes milliseconds; 25 s is a hang.
-        .arg("-timeout=25")
-        .arg("-rss_limit_mb=2560")
-        .arg(format!("-seed={}", seed.max(1) & 0x7fff_ffff))
-        .arg("-print_final_stats=1")
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
-        .arg(corpus)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .with_context(|| format!("start {}", bin.display()))?;
-    // libFuzzer stops itself at -max_total_time; the deadline only guards
-    // against a fork-mode parent that does not.
-    let deadline = t0 + Duration::from_secs(budget + 120);
-    let exit = loop {
-        if let Some(status) = child.try_wait()? {
-            break status.code();
+    let mut totals = RunStats::default();
+    let mut exit = None;
+    let mut part = 0u32;
+    loop {
+        let left = Duration::from_secs(budget).saturating_sub(t0.elapsed());
+        if left < Duration::from_secs(2) || part > MAX_RESTARTS {
+            break;
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
+        let offset = fs::metadata(log).map_or(0, |m| m.len());
+        let log_file = fs::OpenOptions::new()
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open the log {}", log.display()))?;
+        let mut child = Command::new(bin)
+            .arg(format!("-max_total_time={}", left.as_secs()))
+            // A single model input takes milliseconds; 25 s is a hang.
+            .arg("-timeout=25")
+            .arg("-rss_limit_mb=2560")
+            .arg(format!(
+                "-seed={}",
+                (seed.wrapping_add(u64::from(part)) & 0x7fff_ffff).max(1)
+            ))
+            .arg("-print_final_stats=1")
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg(corpus)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        // libFuzzer stops itself at -max_total_time; the deadline only
+        // guards against one that does not.
+        let deadline = Instant::now() + left + Duration::from_secs(120);
+        exit = loop {
+            if let Some(status) = child.try_wait()? {
+                break status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let mut text = String::new();
+        let mut f = fs::File::open(log).with_context(|| format!("read {}", log.display()))?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(offset))?;
+        f.read_to_string(&mut text)
+            .with_context(|| format!("read {}", log.display()))?;
+        let stats = part_stats(&text);
+        totals.execs += stats.execs;
+        // Coverage only grows within a corpus: the last part's is the run's.
+        if stats.cov > 0 {
+            totals.cov = stats.cov;
+            totals.ft = stats.ft;
         }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        part += 1;
+        if exit == Some(0) || exit.is_none() {
+            break;
+        }
+    }
     let seconds = t0.elapsed().as_secs_f64();
-    let mut text = String::new();
-    fs::File::open(log)
-        .and_then(|mut f| f.read_to_string(&mut text))
-        .with_context(|| format!("read {}", log.display()))?;
-    let stats = last_fork_stats(&text).unwrap_or_default();
     let artifacts_now = list_artifacts(artifacts)
         .into_iter()
         .filter(|a| !before_artifacts.contains(a))
@@ -165,13 +198,14 @@ pub fn run_target(
         target: target.to_string(),
         budget_s: budget,
         seconds,
-        execs: stats.execs,
-        execs_per_s: stats.execs as f64 / seconds.max(1e-9),
-        cov: stats.cov,
-        features: stats.ft,
+        execs: totals.execs,
+        execs_per_s: totals.execs as f64 / seconds.max(1e-9),
+        cov: totals.cov,
+        features: totals.ft,
         corpus_before,
         corpus_after: count_files(corpus),
         artifacts: artifacts_now,
+        runs: part,
         exit,
         log: log.to_path_buf(),
     })
@@ -237,32 +271,48 @@ pub fn list_artifacts(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[derive(Debug, Default, PartialEq)]
-struct ForkStats {
+struct RunStats {
     execs: u64,
     cov: u64,
     ft: u64,
 }
 
-/// The last status line of a fork-mode run:
-/// `#12345: cov: 678 ft: 901 corp: 23 exec/s: 45 oom/timeout/crash: 0/0/1 time: 60s job: 3 dft_time: 0`.
-fn last_fork_stats(log: &str) -> Option<ForkStats> {
-    let line = log
+/// What one libFuzzer run printed: executions from `-print_final_stats`
+/// (`stat::number_of_executed_units: N`, also printed after a crash), or the
+/// last `#N` status line; coverage from the last status line
+/// (`#25419\tDONE   cov: 2896 ft: 12784 corp: 914/63Kb ...`).
+fn part_stats(log: &str) -> RunStats {
+    let status = log
         .lines()
         .rev()
-        .find(|l| l.starts_with('#') && l.contains(": cov: "))?;
-    let execs = line[1..].split(':').next()?.trim().parse().ok()?;
-    let field = |name: &str| -> u64 {
+        .find(|l| l.starts_with('#') && l.contains(" cov: "));
+    let field = |line: &str, name: &str| -> u64 {
         line.split_whitespace()
             .skip_while(|w| *w != name)
             .nth(1)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Some(ForkStats {
+    let execs = log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+        .and_then(|v| v.trim().parse().ok())
+        .or_else(|| {
+            status.and_then(|l| {
+                l[1..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+        })
+        .unwrap_or(0);
+    RunStats {
         execs,
-        cov: field("cov:"),
-        ft: field("ft:"),
-    })
+        cov: status.map_or(0, |l| field(l, "cov:")),
+        ft: status.map_or(0, |l| field(l, "ft:")),
+    }
 }
 
 #[cfg(test)]
@@ -270,20 +320,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fork_mode_status_lines_parse() {
+    fn run_statistics_parse() {
         let log = "INFO: Seed: 1\n\
-                   #1024: cov: 100 ft: 200 corp: 10 exec/s: 50 oom/timeout/crash: 0/0/0 time: 2s job: 1 dft_time: 0\n\
-                   #99811: cov: 5714 ft: 21533 corp: 2210 exec/s: 612 oom/timeout/crash: 0/0/1 time: 150s job: 14 dft_time: 0\n\
-                   INFO: exiting: 0 time: 151s\n";
+                   #1024\tpulse  cov: 100 ft: 200 corp: 10/1Kb exec/s: 512 rss: 50Mb\n\
+                   #25419\tDONE   cov: 2896 ft: 12784 corp: 914/63Kb lim: 4096 exec/s: 160 rss: 80Mb\n\
+                   Done 25419 runs in 151 second(s)\n\
+                   stat::number_of_executed_units: 25420\n\
+                   stat::average_exec_per_sec:     168\n";
         assert_eq!(
-            last_fork_stats(log),
-            Some(ForkStats {
-                execs: 99811,
-                cov: 5714,
-                ft: 21533
-            })
+            part_stats(log),
+            RunStats {
+                execs: 25420,
+                cov: 2896,
+                ft: 12784
+            }
         );
-        assert_eq!(last_fork_stats("INFO: nothing\n"), None);
+        // A crash before the final statistics: the last status line counts.
+        let crashed = "#77\tNEW    cov: 50 ft: 60 corp: 3/9b lim: 4 exec/s: 0 rss: 40Mb L: 3/3\n==1== ERROR: libFuzzer: deadly signal\n";
+        assert_eq!(
+            part_stats(crashed),
+            RunStats {
+                execs: 77,
+                cov: 50,
+                ft: 60
+            }
+        );
+        assert_eq!(part_stats("nothing\n"), RunStats::default());
     }
 
     #[test]

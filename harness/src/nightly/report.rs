@@ -218,16 +218,19 @@ impl NightlyReport {
             s.push('\n');
         }
         if !self.targets.is_empty() {
-            let _ = writeln!(s, "## Model fuzz targets (libFuzzer, fork mode)\n");
             let _ = writeln!(
                 s,
-                "| target | budget s | execs | execs/s | cov | ft | corpus before → after | artifacts |"
+                "## Model fuzz targets (libFuzzer, restarted after crashes)\n"
             );
-            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|");
+            let _ = writeln!(
+                s,
+                "| target | budget s | execs | execs/s | cov | ft | corpus before → after | runs | artifacts |"
+            );
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|---:|---:|");
             for t in &self.targets {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.0} | {} | {} | {} → {} | {} |",
+                    "| {} | {} | {} | {:.0} | {} | {} | {} → {} | {} | {} |",
                     t.target,
                     t.budget_s,
                     t.execs,
@@ -236,6 +239,7 @@ impl NightlyReport {
                     t.features,
                     t.corpus_before,
                     t.corpus_after,
+                    t.runs,
                     t.artifacts.len()
                 );
             }

@@ -7,7 +7,7 @@
 # ./findings), 2 = pinfuzz could not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ci/setup.sh
+PINFUZZ_SETUP_FUZZERS=0 ci/setup.sh
 cargo build --release --bin pinfuzz
 args=("$@")
 ((${#args[@]})) || args=(--time 5m)

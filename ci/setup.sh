@@ -42,4 +42,26 @@ fi
 
 command -v cargo >/dev/null || { echo "ci/setup.sh: cargo not found (install Rust with rustup)" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# The fuzzing front ends (ci/nightly, docs/fuzzing.md): cargo-fuzz runs on
+# the nightly toolchain (sanitizers, -Z flags); cargo-afl builds the AFL++
+# runtime once per machine. Both are crates.io installs, no root needed.
+# The main job (ci/fuzz.sh) needs neither: PINFUZZ_SETUP_FUZZERS=0.
+if [[ ${PINFUZZ_SETUP_FUZZERS:-1} == 0 ]]; then
+	echo "ci/setup.sh: ok (fuzzing front ends not checked)"
+	exit 0
+fi
+if ! rustup toolchain list | grep -q '^nightly'; then
+	rustup toolchain install nightly --profile minimal ||
+		{ echo "ci/setup.sh: no nightly Rust toolchain and none can be installed (cargo fuzz needs it)" >&2; exit 1; }
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+	echo "ci/setup.sh: installing cargo-fuzz"
+	cargo install cargo-fuzz --locked -q || { echo "ci/setup.sh: cargo install cargo-fuzz failed" >&2; exit 1; }
+fi
+if ! cargo afl --version >/dev/null 2>&1; then
+	echo "ci/setup.sh: installing cargo-afl and building the AFL++ runtime"
+	{ cargo install cargo-afl --locked -q && cargo afl config --build --force >/dev/null; } ||
+		{ echo "ci/setup.sh: cargo-afl install or 'cargo afl config --build' failed" >&2; exit 1; }
+fi
 echo "ci/setup.sh: ok"

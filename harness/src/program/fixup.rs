@@ -290,25 +290,8 @@ pub fn fixup(program: &mut Program) -> Vec<Repair> {
 mod tests {
     use super::*;
     use crate::op::MAX_MAP_PAGES;
-    use reference::{Access, MapKind, Prot};
-
-    fn mmap(map: u8, pages: u16) -> Op {
-        Op::Mmap {
-            map: MapId(map),
-            kind: MapKind::AnonPrivate,
-            pages,
-            prot: Prot::ReadWrite,
-            offset: 0,
-        }
-    }
-
-    fn step(proc: Proc, op: Op) -> Step {
-        Step {
-            proc,
-            op,
-            comments: Vec::new(),
-        }
-    }
+    use crate::program::test_ops::{mmap, step};
+    use reference::Access;
 
     #[test]
     fn fixup_renumbers_and_drops_dangling_uses() {

@@ -26,6 +26,8 @@ pub mod generate;
 pub mod parse;
 pub mod rules;
 pub mod selfcheck;
+#[cfg(test)]
+mod test_ops;
 pub mod text;
 
 use std::fmt;

@@ -628,25 +628,7 @@ fn check_header(program: &Program, problems: &mut Vec<Problem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reference::{MapKind, Prot};
-
-    fn mmap(map: u8, pages: u16) -> Op {
-        Op::Mmap {
-            map: MapId(map),
-            kind: MapKind::AnonPrivate,
-            pages,
-            prot: Prot::ReadWrite,
-            offset: 0,
-        }
-    }
-
-    fn step(proc: Proc, op: Op) -> Step {
-        Step {
-            proc,
-            op,
-            comments: Vec::new(),
-        }
-    }
+    use crate::program::test_ops::{mmap, step};
 
     #[test]
     fn clamp_range_is_identity_on_valid_ranges_and_lands_inside_otherwise() {

@@ -51,6 +51,9 @@ pub(crate) struct Vma {
     pub prot: Prot,
     /// `VM_HUGEPAGE`/`VM_NOHUGEPAGE`.
     pub thp: ThpAdvice,
+    /// `VM_ACCOUNT`: the private writable memory was charged to the commit
+    /// limit. Not an access flag, so VMAs that differ in it never merge.
+    pub account: bool,
     /// `vma->anon_vma`.
     pub anon_vma: Option<AnonVma>,
     /// When the VMA's anon_vma_chain entries were last inserted into the
@@ -77,6 +80,7 @@ impl Vma {
             && self.file == next.file
             && self.prot == next.prot
             && self.thp == next.thp
+            && self.account == next.account
             && (self.file.is_none() || self.pgoff + (self.end - self.start) == next.pgoff)
     }
     /// `mm/vma.c: anon_vma_compatible()`: flags equal except access flags.
@@ -84,6 +88,7 @@ impl Vma {
         self.kind == other.kind
             && self.file == other.file
             && self.thp == other.thp
+            && self.account == other.account
             && (self.end == other.start || other.end == self.start)
     }
 }

@@ -35,6 +35,11 @@ pub struct Profile {
     /// anon folio when the folio's refcount is 1 (6.1: `do_wp_page`);
     /// 6.12's `wp_can_reuse_anon_folio` never reuses a large folio.
     pub wp_reuses_large_anon: bool,
+    /// mprotect() dropping write from a private anonymous VMA that has no
+    /// anon_vma yet also drops `VM_ACCOUNT` (`mm/mprotect.c:
+    /// mprotect_fixup`, since 6.7), so it can merge again with a neighbour
+    /// that was never writable; 6.1 keeps the flag.
+    pub mprotect_unaccounts_unfaulted_anon: bool,
 }
 
 impl Profile {
@@ -48,6 +53,7 @@ impl Profile {
         deferred_split_on_any_unmap: false,
         split_skips_prot_none: false,
         wp_reuses_large_anon: false,
+        mprotect_unaccounts_unfaulted_anon: true,
     };
 
     /// Linux 6.1 as shipped by Debian (linux-image-6.1.0-*).
@@ -60,6 +66,7 @@ impl Profile {
         deferred_split_on_any_unmap: true,
         split_skips_prot_none: true,
         wp_reuses_large_anon: true,
+        mprotect_unaccounts_unfaulted_anon: false,
     };
 
     /// Every profile, newest first.

@@ -59,6 +59,8 @@ impl Model {
             pgoff: 0,
             prot,
             thp: ThpAdvice::None,
+            // mm/mmap.c: accountable_mapping(): private and writable.
+            account: !kind.is_shared() && prot.writable(),
             anon_vma: None,
             seq: self.next_seq(),
         };
@@ -109,7 +111,11 @@ impl Model {
             };
             let seg_end = vma.end.min(end);
             if vma.prot != prot {
-                self.modify_vma(pid, next, seg_end, |v| v.prot = prot);
+                let unaccount = self.profile.mprotect_unaccounts_unfaulted_anon;
+                self.modify_vma(pid, next, seg_end, |v| {
+                    v.account = mprotect_account(v, prot, unaccount);
+                    v.prot = prot;
+                });
             }
             next = seg_end;
         }
@@ -341,6 +347,20 @@ impl Model {
             mm.vmas.remove(&v.start);
         }
         mm.vmas.insert(merged.start, merged);
+    }
+}
+
+/// `mm/mprotect.c: mprotect_fixup()`: the `VM_ACCOUNT` a VMA has after its
+/// protection changes to `prot`. Becoming writable charges a private
+/// mapping that was never charged; losing write uncharges a private
+/// anonymous one that has not faulted yet (no anon_vma), where the profile
+/// says so.
+fn mprotect_account(vma: &Vma, prot: Prot, unaccount_unfaulted: bool) -> bool {
+    if prot.writable() {
+        vma.account || !vma.kind.is_shared()
+    } else {
+        vma.account
+            && !(unaccount_unfaulted && vma.kind == MapKind::AnonPrivate && vma.anon_vma.is_none())
     }
 }
 

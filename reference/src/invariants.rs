@@ -402,21 +402,22 @@ impl Model {
             if folio.is_zero() {
                 continue;
             }
-            let pin_refs = if self.mem.has_pincount(f) {
-                e.pins
+            let has_pincount = self.mem.has_pincount(f);
+            let (pin_refs, pincount_differs) = if has_pincount {
+                (e.pins, folio.pincount ^ e.pins)
             } else {
-                e.pins * GUP_PIN_COUNTING_BIAS
+                (e.pins * GUP_PIN_COUNTING_BIAS, 0)
             };
             let expected = e.pte_maps + e.entire_maps + e.cache + e.gets + pin_refs;
-            if folio.refcount != expected
-                || folio.live != (expected > 0)
-                || (self.mem.has_pincount(f) && folio.pincount != e.pins)
-                || folio.entire_maps != e.entire_maps
-                || folio.pte_maps != e.pte_maps
-            {
+            // Several equalities at once: x ^ y is zero exactly when x == y.
+            let differ = (folio.refcount ^ expected)
+                | pincount_differs
+                | (folio.entire_maps ^ e.entire_maps)
+                | (folio.pte_maps ^ e.pte_maps);
+            if differ != 0 || folio.live != (expected > 0) {
                 return false;
             }
-            if folio.pte_maps == 0 && e.pte_maps == 0 && folio.pte_mapped_pages == 0 {
+            if (folio.pte_maps | e.pte_maps | folio.pte_mapped_pages) == 0 {
                 continue;
             }
             let pages = self.mem.pages_of(f);

@@ -8,6 +8,12 @@
 //! the pinned pages; `nr_foll_pin_acquired - nr_foll_pin_released` equals
 //! the pins held. A violation is a bug in the model, reported with the page
 //! and the numbers.
+//!
+//! The fuzz targets check after every step, so the check runs in two
+//! passes: a fast one over reusable buffers ([`InvariantScratch`]) that
+//! only says whether everything holds, and, when it does not, the exact
+//! walk that finds and names the first violation. Both check the same
+//! identities; a unit test (`tests.rs`) corrupts models and compares them.
 
 use std::fmt;
 

@@ -357,7 +357,7 @@ impl Model {
                 let start = pmd * HPAGE_PMD_NR;
                 match entry {
                     Pmd::Thp(f) => {
-                        if !mm.vma(start).is_some_and(|v| v.end >= start + HPAGE_PMD_NR) {
+                        if mm.vma(start).is_none_or(|v| v.end < start + HPAGE_PMD_NR) {
                             return false;
                         }
                         folios[*f as usize].entire_maps += 1;

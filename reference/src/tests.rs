@@ -494,6 +494,9 @@ fn busy_model() -> Model {
     m
 }
 
+/// A change that breaks one invariant.
+type Corruption = Box<dyn Fn(&mut Model)>;
+
 #[test]
 fn fast_invariant_check_reports_what_the_exact_one_does() {
     // check_invariants_with answers from a fast pass and falls back to the
@@ -506,7 +509,7 @@ fn fast_invariant_check_reports_what_the_exact_one_does() {
     let thp = sound.mem.folio_of(sound.mapped_page(P, BASE));
     let pte_mapped = sound.mapped_page(P, BASE + 600);
     let small = sound.mapped_page(P, BASE + 700);
-    let corruptions: Vec<(&str, Box<dyn Fn(&mut Model)>)> = vec![
+    let corruptions: Vec<(&str, Corruption)> = vec![
         (
             "refcount",
             Box::new(move |m| m.mem.folio_mut(thp).refcount += 1),

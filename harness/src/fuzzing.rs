@@ -45,7 +45,7 @@ pub fn check_model(data: &[u8]) {
     let mut exec = ModelExec::new(&program, profile);
     for (i, step) in program.steps.iter().enumerate() {
         exec.step(step);
-        if let Err(e) = exec.model().check_invariants() {
+        if let Err(e) = exec.check_invariants() {
             panic!(
                 "model {} broke an invariant at step {i} ({step}): {e}\nprogram:\n{program}",
                 profile.name

@@ -217,6 +217,12 @@ impl Memory {
         folio.first..folio.first + folio.nr_pages()
     }
 
+    /// The pages of a folio, in page-id order (see [`Memory::pages_of`]).
+    pub fn folio_pages(&self, f: FolioId) -> &[Page] {
+        let pages = self.pages_of(f);
+        &self.pages[pages.start as usize..pages.end as usize]
+    }
+
     /// The folio has an exact `_pincount` (`folio_has_pincount()`).
     pub fn has_pincount(&self, f: FolioId) -> bool {
         let folio = self.folio(f);

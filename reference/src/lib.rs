@@ -41,7 +41,7 @@ mod vmstat;
 pub use errno::Errno;
 pub use folio::GUP_PIN_COUNTING_BIAS;
 pub use gup::{Gup, MAX_HANDLES, MAX_PAGES_HELD, MAX_PAGES_PER_CALL};
-pub use invariants::InvariantViolation;
+pub use invariants::{InvariantScratch, InvariantViolation};
 pub use model::{Config, Model, Nondet};
 pub use page::PageView;
 pub use profile::Profile;

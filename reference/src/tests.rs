@@ -1,6 +1,8 @@
 //! Hand-written scenarios, each citing the kernel behaviour it checks.
 //! Invariants are checked after every operation.
 
+use crate::folio::ZERO_PAGE;
+use crate::mm::{Pmd, pmd_index, pte_index};
 use crate::*;
 
 const BASE: Vpn = 0x20_0000; // PMD aligned
@@ -465,4 +467,97 @@ fn split_of_pte_mapped_thp_counts_deferred_split_once() {
     assert_eq!(m.vmstat().thp_split_pmd, 2);
     assert_eq!(m.vmstat().thp_deferred_split_page, 1);
     assert!(m.page_at(P, BASE).zero);
+}
+
+/// A model with a bit of everything: a PMD THP, a PTE-mapped THP, small
+/// pages, a shmem mapping, pins and FOLL_GET references, a child.
+fn busy_model() -> Model {
+    let mut m = model(ThpMode::Always);
+    let r = m.mmap(P, BASE, 1024, MapKind::AnonPrivate, Prot::ReadWrite);
+    ok(&m, r);
+    let r = m.touch(P, BASE, 1, Access::Write);
+    ok(&m, r);
+    let r = m.touch(P, BASE + 512, 1, Access::Write);
+    ok(&m, r);
+    pin(&mut m, P, BASE + 3, 4, Foll::NONE);
+    let r = m.mprotect(P, BASE + 600, 8, Prot::Read);
+    ok(&m, r);
+    let r = m.mmap(P, 4 * BASE, 8, MapKind::MemfdShared, Prot::ReadWrite);
+    ok(&m, r);
+    let r = m.touch(P, 4 * BASE, 3, Access::Read);
+    ok(&m, r);
+    let r = m.gup(P, GupApi::GetUserPages, P, 4 * BASE, 2, Foll::WRITE);
+    ok(&m, r);
+    let r = m.fork(P);
+    ok(&m, r);
+    pin(&mut m, P, BASE + 700, 2, Foll::WRITE);
+    m
+}
+
+/// A change that breaks one invariant.
+type Corruption = Box<dyn Fn(&mut Model)>;
+
+#[test]
+fn fast_invariant_check_reports_what_the_exact_one_does() {
+    // check_invariants_with answers from a fast pass and falls back to the
+    // exact walk only when something is off: both must agree, on a sound
+    // model and on every kind of corruption, with a scratch reused
+    // across them (a failed pass must not leave it dirty).
+    let mut scratch = InvariantScratch::default();
+    let sound = busy_model();
+    assert_eq!(sound.check_invariants_with(&mut scratch), Ok(()));
+    let thp = sound.mem.folio_of(sound.mapped_page(P, BASE));
+    let pte_mapped = sound.mapped_page(P, BASE + 600);
+    let small = sound.mapped_page(P, BASE + 700);
+    let corruptions: Vec<(&str, Corruption)> = vec![
+        (
+            "refcount",
+            Box::new(move |m| m.mem.folio_mut(thp).refcount += 1),
+        ),
+        (
+            "pincount",
+            Box::new(move |m| m.mem.folio_mut(thp).pincount -= 1),
+        ),
+        (
+            "page pte_maps",
+            Box::new(move |m| m.mem.page_mut(pte_mapped).pte_maps += 1),
+        ),
+        (
+            "pte_mapped_pages",
+            Box::new(move |m| {
+                let f = m.mem.folio_of(pte_mapped);
+                m.mem.folio_mut(f).pte_mapped_pages -= 1;
+            }),
+        ),
+        (
+            "freed but mapped",
+            Box::new(move |m| {
+                let f = m.mem.folio_of(small);
+                m.mem.folio_mut(f).live = false;
+            }),
+        ),
+        (
+            "PTE outside a VMA",
+            Box::new(|m| {
+                let r = m.munmap(P, BASE + 1020, 4);
+                assert_eq!(r, Ok(()));
+                if let Some(Pmd::Table(t)) = m.mm_mut(P).pmds.get_mut(&pmd_index(BASE + 512)) {
+                    t[pte_index(BASE + 1021)] = ZERO_PAGE;
+                }
+            }),
+        ),
+        ("vmstat", Box::new(|m| m.vmstat.nr_foll_pin_released += 1)),
+        (
+            "pinned page not exclusive",
+            Box::new(move |m| m.mem.page_mut(small).anon_exclusive = false),
+        ),
+    ];
+    for (what, corrupt) in corruptions {
+        let mut m = sound.clone();
+        corrupt(&mut m);
+        let exact = m.check_invariants_exact();
+        assert!(exact.is_err(), "{what}: not a violation");
+        assert_eq!(m.check_invariants_with(&mut scratch), exact, "{what}");
+        assert_eq!(sound.check_invariants_with(&mut scratch), Ok(()), "{what}");
+    }
 }

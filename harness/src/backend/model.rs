@@ -8,7 +8,8 @@
 //! step freed, and the first broken model invariant.
 
 use reference::{
-    Config, Errno, HandleId as ModelHandle, Model, Nondet, PageId, PageView, Pid, Profile,
+    Config, Errno, HandleId as ModelHandle, InvariantScratch, InvariantViolation, Model, Nondet,
+    PageId, PageView, Pid, Profile,
 };
 
 use crate::obs::{HandleObs, MapObs, OpResult, PageObs, StepObs, Trace, page_flags};
@@ -121,6 +122,8 @@ fn unit(r: Result<(), Errno>) -> OpResult {
 pub struct ModelExec {
     model: Model,
     scope: Scope,
+    /// Buffers of the invariant check, reused from step to step.
+    scratch: InvariantScratch,
 }
 
 impl std::fmt::Debug for ModelExec {
@@ -139,6 +142,7 @@ impl ModelExec {
         ModelExec {
             model: Model::new(profile, config),
             scope: Scope::new(),
+            scratch: InvariantScratch::default(),
         }
     }
 
@@ -150,6 +154,14 @@ impl ModelExec {
     /// What the kernel executor would observe now.
     pub fn observe(&self, result: OpResult) -> StepObs {
         observe(&self.model, &self.scope, result)
+    }
+
+    /// `Model::check_invariants`, with buffers kept from the previous call.
+    ///
+    /// # Errors
+    /// The first broken invariant.
+    pub fn check_invariants(&mut self) -> Result<(), InvariantViolation> {
+        self.model.check_invariants_with(&mut self.scratch)
     }
 
     /// The model itself.
@@ -173,7 +185,7 @@ pub fn run_model(program: &Program, profile: Profile) -> ModelRun {
         run.nondet.push(exec.model.take_nondet());
         run.freed.push(exec.model.take_freed());
         if run.invariant.is_none() {
-            if let Err(e) = exec.model.check_invariants() {
+            if let Err(e) = exec.check_invariants() {
                 run.invariant = Some((i, e.to_string()));
             }
         }

@@ -16,14 +16,19 @@
 # Local check (no Docker): ci/oss-fuzz/check-build.sh runs this script with
 # the builder's environment on this machine.
 
+# The builder runs `bash build.sh`, which ignores the -eu of the #! line.
+set -eu
 cd "${PINFUZZ_SRC:-$SRC/pinfuzz}"
 targets=(model text_roundtrip)
 
 # -O: release; --debug-assertions: overflow checks and debug asserts are
 # bugs to find. cargo-fuzz adds -Zsanitizer=address and the coverage
 # instrumentation (the builder's cargo wrapper turns this into a plain
-# `cargo build --bins` for SANITIZER=coverage).
-cargo fuzz build -O --debug-assertions "${targets[@]}"
+# `cargo build --bins` for SANITIZER=coverage). cargo fuzz builds one
+# target per call.
+for t in "${targets[@]}"; do
+	cargo fuzz build -O --debug-assertions "$t"
+done
 
 # fuzz/ is a member of the top workspace: its binaries are in the
 # workspace's target directory, not fuzz/target.

@@ -71,18 +71,7 @@ impl Cache {
 
     /// Take the provisioning lock (blocks while another pinfuzz provisions).
     pub fn lock(&self) -> Result<Flock<File>> {
-        let dir = self.kernels_dir();
-        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let path = dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("open lock file {}", path.display()))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .with_context(|| format!("flock {}", path.display()))
+        lock_dir(&self.kernels_dir())
     }
 
     /// Every entry with a readable manifest, sorted by name; entries whose
@@ -100,4 +89,21 @@ impl Cache {
         paths.sort();
         paths.into_iter().map(|p| Manifest::load(&p)).collect()
     }
+}
+
+/// Take an exclusive `flock` on `<dir>/.lock`, creating both as needed:
+/// serializes the provisioning work of concurrent pinfuzz runs on `dir`
+/// (blocks while another holds it).
+pub fn lock_dir(dir: &Path) -> Result<Flock<File>> {
+    fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open lock file {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("flock {}", path.display()))
 }

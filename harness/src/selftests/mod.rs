@@ -38,12 +38,12 @@ pub mod source;
 pub mod summary;
 pub mod tap;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::Serialize;
 
 use self::build::Binary;
@@ -416,18 +416,7 @@ fn fallback_source(cache: &Cache) -> Result<SourceSpec> {
 
 /// Serialize source downloads and builds between concurrent pinfuzz runs.
 fn lock(cache: &Cache) -> Result<Flock<File>> {
-    let dir = source::selftests_cache(cache);
-    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-    let path = dir.join(".lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open lock file {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| errno)
-        .with_context(|| format!("flock {}", path.display()))
+    crate::kernel::cache::lock_dir(&source::selftests_cache(cache))
 }
 
 #[cfg(test)]

@@ -886,7 +886,9 @@ fn lost(vm: &mut Running, mark: usize, what: &str) -> CrashReport {
         .console
         .wait_for(0, Duration::from_millis(500), |_| false);
     let text = vm.qemu.console.since(mark);
-    if let Some(report) = console::report(&text) {
+    if let Some(report) = console::report(&text)
+        .filter(|r| !(r.kind == CrashKind::AgentFatal && agent_fatal_after_shutdown(&text)))
+    {
         return report;
     }
     let how = match status {
@@ -898,6 +900,24 @@ fn lost(vm: &mut Running, mark: usize, what: &str) -> CrashReport {
         None => format!("{what} while QEMU still runs"),
     };
     synthetic(CrashKind::Lost, format!("lost connection: {how}"), &text)
+}
+
+/// The kernel was already shutting down (`kernel_power_off()` and friends
+/// print `reboot: …`) when the agent gave up: its channel went away under
+/// it, so its FATAL is a consequence of the shutdown, not an explanation.
+fn agent_fatal_after_shutdown(text: &str) -> bool {
+    let shutdown = [
+        "reboot: Power down",
+        "reboot: Restarting system",
+        "reboot: System halted",
+    ]
+    .iter()
+    .filter_map(|m| text.find(m))
+    .min();
+    match (shutdown, text.find("pinfuzz-agent: FATAL")) {
+        (Some(down), Some(fatal)) => down < fatal,
+        _ => false,
+    }
 }
 
 fn synthetic(kind: CrashKind, title: String, console_text: &str) -> CrashReport {
@@ -912,6 +932,21 @@ fn synthetic(kind: CrashKind, title: String, console_text: &str) -> CrashReport 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_agent_fatal_after_the_kernel_powered_off_does_not_explain_the_loss() {
+        // Seen in CI: sysrq o, then the agent's last write fails.
+        let after = "[    2.012826] sysrq: Power Off\n[    2.016834] reboot: Power down\n\
+                     pinfuzz-agent: FATAL: send error response: channel i/o: failed to write whole buffer\n";
+        assert!(agent_fatal_after_shutdown(after));
+        let before =
+            "pinfuzz-agent: FATAL: cannot open /dev/pinfuzz\n[    3.1] reboot: Power down\n";
+        assert!(!agent_fatal_after_shutdown(before));
+        assert!(!agent_fatal_after_shutdown("pinfuzz-agent: FATAL: x\n"));
+        assert!(!agent_fatal_after_shutdown(
+            "[    2.0] reboot: Power down\n"
+        ));
+    }
 
     #[test]
     fn cmdline_keeps_warnings_visible_and_passes_module_parameters() {

@@ -55,14 +55,18 @@ pub fn run(name: &str, binary: &[u8], args: &[String], timeout: Duration) -> Res
         .try_clone()
         .context("dup the output pipe for stderr")?;
     let started = Instant::now();
-    let mut child = Command::new(&path)
+    let mut command = Command::new(&path);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(write_end)
         .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("spawn {}", path.display()))?;
+        .process_group(0);
+    let mut child =
+        spawn_written(&mut command).with_context(|| format!("spawn {}", path.display()))?;
+    // The command holds this process's copies of the pipe's write end:
+    // without dropping it the reader below never sees end-of-file.
+    drop(command);
     let pgid = Pid::from_raw(child.id() as i32);
 
     let mut out = BinaryRun::default();
@@ -107,6 +111,23 @@ pub fn run(name: &str, binary: &[u8], args: &[String], timeout: Duration) -> Res
     out.signal = status.signal();
     let _ = fs::remove_file(&path);
     Ok(out)
+}
+
+/// Spawn an executable this process has just written. Another thread's
+/// fork may still hold the file's (close-on-exec) write descriptor until
+/// its child execs, and exec of a file open for writing fails with
+/// `ETXTBSY`: retry for a short while (rust-lang/rust#114554).
+fn spawn_written(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
 }
 
 #[cfg(test)]

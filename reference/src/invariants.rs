@@ -86,6 +86,25 @@ impl Model {
         self.check_invariants_exact()
     }
 
+    /// The first page a FOLL_PIN handle holds that is a mapped anon page
+    /// but neither PageAnonExclusive itself nor the head of an exclusive
+    /// large folio (`mm/gup.c: sanity_check_pinned_pages`, DEBUG_VM only in
+    /// the kernel). Both passes ask this.
+    fn pinned_anon_not_exclusive(&self) -> Option<u64> {
+        self.handles
+            .iter()
+            .flatten()
+            .filter(|h| h.pin)
+            .flat_map(|h| h.pages.iter().copied())
+            .find(|&p| {
+                let folio = self.mem.folio(self.mem.folio_of(p));
+                folio.kind == FolioKind::Anon
+                    && folio.mapcount() != 0
+                    && !self.mem.page(p).anon_exclusive
+                    && !(folio.is_large() && self.mem.page(folio.first).anon_exclusive)
+            })
+    }
+
     /// The invariants checked the straightforward way, in a fixed order,
     /// so that the first violation found is the one reported. The fast
     /// pass ([`Model::invariants_hold`]) says only whether all hold.
@@ -263,21 +282,10 @@ impl Model {
         // Every pinned anon page that is still mapped is exclusive
         // (mm/gup.c: sanity_check_pinned_pages, DEBUG_VM only in the kernel):
         // the page itself, or the head of a PMD-mapped THP.
-        for h in self.handles.iter().flatten().filter(|h| h.pin) {
-            for &p in &h.pages {
-                let f = self.mem.folio_of(p);
-                let folio = self.mem.folio(f);
-                if folio.kind != FolioKind::Anon || folio.mapcount() == 0 {
-                    continue;
-                }
-                let ok = self.mem.page(p).anon_exclusive
-                    || (folio.is_large() && self.mem.page(folio.first).anon_exclusive);
-                if !ok {
-                    return fail(format!(
-                        "pinned anon page {p:#x} is mapped but not PageAnonExclusive"
-                    ));
-                }
-            }
+        if let Some(p) = self.pinned_anon_not_exclusive() {
+            return fail(format!(
+                "pinned anon page {p:#x} is mapped but not PageAnonExclusive"
+            ));
         }
         Ok(())
     }
@@ -448,21 +456,7 @@ impl Model {
         if self.vmstat.outstanding_pins() != pins_held {
             return false;
         }
-        for h in self.handles.iter().flatten().filter(|h| h.pin) {
-            for &p in &h.pages {
-                let f = self.mem.folio_of(p);
-                let folio = self.mem.folio(f);
-                if folio.kind != FolioKind::Anon || folio.mapcount() == 0 {
-                    continue;
-                }
-                let ok = self.mem.page(p).anon_exclusive
-                    || (folio.is_large() && self.mem.page(folio.first).anon_exclusive);
-                if !ok {
-                    return false;
-                }
-            }
-        }
-        true
+        self.pinned_anon_not_exclusive().is_none()
     }
 
     /// Record the PTEs of the page table of the PMD range at `start` in

@@ -903,10 +903,14 @@ fn lost(vm: &mut Running, mark: usize, what: &str) -> CrashReport {
 }
 
 /// The kernel was already shutting down (`kernel_power_off()` and friends
-/// print `reboot: …`) when the agent gave up: its channel went away under
-/// it, so its FATAL is a consequence of the shutdown, not an explanation.
+/// print `reboot: …`; SysRq-o prints `sysrq: Power Off` before it queues
+/// `poweroff_work`, and the devices, our virtio console among them, are shut
+/// down before `reboot: Power down` is printed) when the agent gave up: its
+/// channel went away under it, so its FATAL is a consequence of the
+/// shutdown, not an explanation.
 fn agent_fatal_after_shutdown(text: &str) -> bool {
     let shutdown = [
+        "sysrq: Power Off",
         "reboot: Power down",
         "reboot: Restarting system",
         "reboot: System halted",
@@ -939,6 +943,12 @@ mod tests {
         let after = "[    2.012826] sysrq: Power Off\n[    2.016834] reboot: Power down\n\
                      pinfuzz-agent: FATAL: send error response: channel i/o: failed to write whole buffer\n";
         assert!(agent_fatal_after_shutdown(after));
+        // Also seen in CI: the FATAL lands between SysRq's line and the
+        // kernel's, while device_shutdown() runs.
+        let between = "[    1.958571] sysrq: Power Off\n\
+                       pinfuzz-agent: FATAL: send error response: channel i/o: failed to write whole buffer\n\
+                       [    1.966090] reboot: Power down\n";
+        assert!(agent_fatal_after_shutdown(between));
         let before =
             "pinfuzz-agent: FATAL: cannot open /dev/pinfuzz\n[    3.1] reboot: Power down\n";
         assert!(!agent_fatal_after_shutdown(before));

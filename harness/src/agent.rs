@@ -260,9 +260,11 @@ impl Agent {
         self.kmsg_line(&begin_marker(seq));
         let result = parse_program(text).and_then(|program| {
             let chan = &mut self.chan;
-            exec::run_program(&program, &ExecConfig::guest(), timeout, &mut |obs| {
-                chan.send(&Response::Step(Box::new(obs)))
-                    .context("send step observation")
+            // The runner's encoding of each observation goes to the host
+            // as it is: decoding and re-encoding it here is a large part
+            // of a step's cost on a TCG guest (`pinfuzz bench`).
+            exec::run_program_encoded(&program, &ExecConfig::guest(), timeout, &mut |obs| {
+                chan.send_step_encoded(obs).context("send step observation")
             })
         });
         // The end marker goes out before the final response, so when the

@@ -88,6 +88,20 @@ impl<S: Read + Write> Channel<S> {
         Ok(())
     }
 
+    /// Send [`Response::Step`] of an observation already postcard-encoded
+    /// (by the executor's runner): the same bytes [`Channel::send`] would
+    /// write, without decoding and re-encoding the observation.
+    pub fn send_step_encoded(&mut self, obs: &[u8]) -> Result<(), ChannelError> {
+        if obs.len() >= MAX_PAYLOAD as usize {
+            return Err(ChannelError::Encode(format!(
+                "step observation of {} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes",
+                obs.len()
+            )));
+        }
+        frame::write_frame_parts(&mut self.stream, &[&[Response::STEP_TAG], obs])?;
+        Ok(())
+    }
+
     /// Receive one message of type `T` (`what` names it in errors).
     pub fn recv<T: DeserializeOwned>(&mut self, what: &'static str) -> Result<T, ChannelError> {
         let payload = self.decoder.read_frame(&mut self.stream)?;
@@ -121,6 +135,24 @@ mod tests {
     fn pair() -> (Channel<UnixStream>, UnixStream) {
         let (a, b) = UnixStream::pair().expect("socketpair");
         (Channel::new(a), b)
+    }
+
+    #[test]
+    fn an_encoded_step_arrives_as_the_step_it_encodes() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        let (mut host, mut guest) = (Channel::new(a), Channel::new(b));
+        let obs = StepObs {
+            result: OpResult::Pages(7),
+            vmstat: [9, 8, 7, 6, 5, 4, 3, 2, 1],
+            maps: Vec::new(),
+            handles: Vec::new(),
+        };
+        let bytes = postcard::to_allocvec(&obs).expect("encode");
+        guest.send_step_encoded(&bytes).expect("send");
+        assert_eq!(
+            host.recv_response().expect("recv"),
+            Response::Step(Box::new(obs))
+        );
     }
 
     #[test]

@@ -89,7 +89,12 @@ pub enum FrameError {
 /// If `payload` is longer than [`MAX_PAYLOAD`] (a bug in the sender:
 /// messages are bounded by construction).
 pub fn encode_header(payload: &[u8]) -> [u8; HEADER_LEN] {
-    let len = u32::try_from(payload.len())
+    header_of(&[payload])
+}
+
+/// The header of a frame whose payload is `parts` joined.
+fn header_of(parts: &[&[u8]]) -> [u8; HEADER_LEN] {
+    let len = u32::try_from(parts.iter().map(|p| p.len()).sum::<usize>())
         .ok()
         .filter(|len| *len <= MAX_PAYLOAD)
         .expect("message payloads are bounded far below MAX_PAYLOAD");
@@ -97,8 +102,12 @@ pub fn encode_header(payload: &[u8]) -> [u8; HEADER_LEN] {
     header[0..4].copy_from_slice(&MAGIC);
     header[4..6].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     header[8..12].copy_from_slice(&len.to_le_bytes());
-    let crc = checksum(&header[..12], payload);
-    header[12..16].copy_from_slice(&crc.to_le_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[..12]);
+    for part in parts {
+        hasher.update(part);
+    }
+    header[12..16].copy_from_slice(&hasher.finalize().to_le_bytes());
     header
 }
 
@@ -113,9 +122,22 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
 /// buffer, so a frame is never interleaved with another writer's bytes at
 /// the syscall level).
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
-    buf.extend_from_slice(&encode_header(payload));
-    buf.extend_from_slice(payload);
+    write_frame_parts(w, &[payload])
+}
+
+/// [`write_frame`] of the payload `parts` joined (a message tag and bytes
+/// encoded elsewhere), without joining them first.
+///
+/// # Panics
+/// As [`encode_header`].
+pub fn write_frame_parts(w: &mut impl Write, parts: &[&[u8]]) -> Result<(), FrameError> {
+    let header = header_of(parts);
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut buf = Vec::with_capacity(HEADER_LEN + len);
+    buf.extend_from_slice(&header);
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
     w.write_all(&buf)?;
     w.flush()?;
     Ok(())

@@ -89,6 +89,9 @@ impl Request {
 }
 
 /// What the agent answers.
+///
+/// The order of the variants is the wire format (postcard encodes a
+/// variant as its index): [`Response::STEP_TAG`] depends on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// Answer to [`Request::Hello`].
@@ -113,6 +116,13 @@ pub enum Response {
     },
     /// Answer to [`Request::RunBinary`]: how the executable ended.
     BinaryDone(BinaryRun),
+}
+
+impl Response {
+    /// The postcard tag of [`Response::Step`] (its variant index, one
+    /// varint byte): a step's payload is this byte, then the postcard
+    /// encoding of its `StepObs` (`Channel::send_step_encoded`).
+    pub const STEP_TAG: u8 = 2;
 }
 
 /// How an executable run by [`Request::RunBinary`] ended.

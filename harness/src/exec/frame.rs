@@ -15,7 +15,8 @@ use std::io::{self, Read};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-/// One step's observation (runner → caller, postcard `StepFrame`).
+/// One step's observation (runner → caller, `StepTimes` then postcard
+/// `StepObs`).
 pub const KIND_STEP: u8 = 1;
 /// The runner stopped on an error (runner → caller, postcard `RunnerError`).
 pub const KIND_ERROR: u8 = 2;
@@ -36,8 +37,20 @@ pub const HEADER: usize = 5;
 
 /// Append one frame of `kind` holding `value` (postcard) to `buf`.
 pub fn encode<T: Serialize + ?Sized>(kind: u8, value: &T, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    encode_after(kind, &[], value, buf)
+}
+
+/// Append one frame of `kind` holding the raw bytes `head`, then `value`
+/// (postcard), to `buf`.
+pub fn encode_after<T: Serialize + ?Sized>(
+    kind: u8,
+    head: &[u8],
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<()> {
     let start = buf.len();
     buf.extend_from_slice(&[0, 0, 0, 0, kind]);
+    buf.extend_from_slice(head);
     let taken = std::mem::take(buf);
     *buf = postcard::to_extend(value, taken).context("postcard-encode a frame")?;
     let len = buf.len() - start - 4;

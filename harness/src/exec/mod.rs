@@ -41,7 +41,7 @@ use crate::obs::StepObs;
 use crate::op::Program;
 use crate::uapi::{DEVICE_PATH, PinfuzzDev};
 use frame::{FaultRecord, KIND_DONE, KIND_ERROR, KIND_FAULT, KIND_STEP};
-use runner::{RunnerDone, RunnerError, StepFrame};
+use runner::{RunnerDone, RunnerError, StepTimes};
 use vmstat::{DISTURBANCE_COUNTERS, VmstatReader};
 
 /// `/sys/kernel/debug/split_huge_pages`.
@@ -277,6 +277,21 @@ pub fn run_program(
     timeout: Duration,
     sink: &mut dyn FnMut(StepObs) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunSummary> {
+    run_program_encoded(program, cfg, timeout, &mut |bytes| {
+        let obs = postcard::from_bytes(bytes).context("decode a step observation")?;
+        sink(obs)
+    })
+}
+
+/// [`run_program`], with each step's [`StepObs`] handed to `sink` as the
+/// runner encoded it (postcard), undecoded: the guest agent passes the
+/// bytes on to the host as they are (see `runner::StepTimes`).
+pub fn run_program_encoded(
+    program: &Program,
+    cfg: &ExecConfig,
+    timeout: Duration,
+    sink: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<RunSummary> {
     prepare_caller()?;
     let plan = plan::plan(program).context("the program cannot run")?;
     if cfg.apply_settings {
@@ -305,8 +320,7 @@ pub fn run_program(
         &mut |kind, payload| {
             match kind {
                 KIND_STEP => {
-                    let f: StepFrame = postcard::from_bytes(payload)
-                        .context("decode a step frame from the runner")?;
+                    let (f, obs) = StepTimes::split(payload)?;
                     let observe_ns = f.drain_ns + f.counters_ns + f.queries_ns;
                     timing.op_ns += f.op_ns;
                     timing.observe_ns += observe_ns;
@@ -315,7 +329,7 @@ pub fn run_program(
                     timing.counters_ns += f.counters_ns;
                     timing.queries_ns += f.queries_ns;
                     steps_run += 1;
-                    sink(f.obs)?;
+                    sink(obs)?;
                 }
                 KIND_ERROR => {
                     error = Some(

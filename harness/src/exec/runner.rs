@@ -40,7 +40,7 @@ use super::observe::{HandleTarget, MapTarget, Observer};
 use super::ops::{self, Cmd, Outcome, advice_code, kind_code, prot_code};
 use super::plan::{Plan, proc_slot};
 use super::vmas::Vmas;
-use crate::obs::{OpResult, StepObs};
+use crate::obs::OpResult;
 use crate::op::{
     ARENA_BASE_VPN, ChildId, HandleId, MAX_CHILDREN, MAX_HANDLES, MAX_MAPS, MapId, Op, PageRange,
     Proc, Program, SLOT_PAGES, map_start_vpn,
@@ -55,11 +55,17 @@ const PAGE: u64 = reference::PAGE_SIZE;
 /// One past the arena's last page.
 const ARENA_END_VPN: u64 = ARENA_BASE_VPN + MAX_MAPS as u64 * SLOT_PAGES;
 
-/// One step's observation on the wire (the runner encodes it by reference).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepFrame {
-    /// The observation.
-    pub obs: StepObs,
+/// The times a step frame carries in front of its observation.
+///
+/// A [`KIND_STEP`] payload is these four `u64` (little endian, fixed
+/// width), then the postcard encoding of the step's [`crate::obs::StepObs`]. The times
+/// come first and fixed-width so that the caller can account them and pass
+/// the observation's bytes on as they are: the guest agent forwards them to
+/// the host without decoding and re-encoding them (`Response::Step` is the
+/// same postcard bytes behind one tag byte), which on a TCG guest is most
+/// of what the agent would otherwise spend per step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepTimes {
     /// Time spent in the operation itself, in ns.
     pub op_ns: u64,
     /// Time spent in the LRU drain, in ns.
@@ -70,13 +76,45 @@ pub struct StepFrame {
     pub queries_ns: u64,
 }
 
-#[derive(Serialize)]
-struct StepFrameRef<'a> {
-    obs: &'a StepObs,
-    op_ns: u64,
-    drain_ns: u64,
-    counters_ns: u64,
-    queries_ns: u64,
+impl StepTimes {
+    /// Bytes in front of the observation.
+    pub const LEN: usize = 32;
+
+    fn to_bytes(self) -> [u8; StepTimes::LEN] {
+        let mut out = [0u8; StepTimes::LEN];
+        let words = [self.op_ns, self.drain_ns, self.counters_ns, self.queries_ns];
+        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    /// Split a [`KIND_STEP`] payload into the times and the observation's
+    /// postcard bytes.
+    pub fn split(payload: &[u8]) -> anyhow::Result<(StepTimes, &[u8])> {
+        if payload.len() < StepTimes::LEN {
+            bail!(
+                "step frame of {} bytes, shorter than its {}-byte times",
+                payload.len(),
+                StepTimes::LEN
+            );
+        }
+        let (times, obs) = payload.split_at(StepTimes::LEN);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&times[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        Ok((
+            StepTimes {
+                op_ns: word(0),
+                drain_ns: word(1),
+                counters_ns: word(2),
+                queries_ns: word(3),
+            },
+            obs,
+        ))
+    }
 }
 
 /// The runner finished every step.
@@ -346,17 +384,13 @@ impl<'a> Runner<'a> {
             self.observer
                 .observe(&self.dev, result, &self.map_targets, &self.handle_targets)?;
         self.frame.clear();
-        frame::encode(
-            KIND_STEP,
-            &StepFrameRef {
-                obs,
-                op_ns,
-                drain_ns: times.drain_ns,
-                counters_ns: times.counters_ns,
-                queries_ns: times.queries_ns,
-            },
-            &mut self.frame,
-        )?;
+        let times = StepTimes {
+            op_ns,
+            drain_ns: times.drain_ns,
+            counters_ns: times.counters_ns,
+            queries_ns: times.queries_ns,
+        };
+        frame::encode_after(KIND_STEP, &times.to_bytes(), obs, &mut self.frame)?;
         out.write_all(&self.frame)
             .context("send a step frame to the caller")?;
         Ok(())
@@ -719,4 +753,27 @@ fn thp_hygiene(drain_page: usize) -> anyhow::Result<()> {
         return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_THP_DISABLE, 0)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_times_lead_the_frame_and_the_observation_follows_untouched() {
+        let times = StepTimes {
+            op_ns: 1,
+            drain_ns: u64::MAX,
+            counters_ns: 3 << 40,
+            queries_ns: 4,
+        };
+        let mut payload = times.to_bytes().to_vec();
+        payload.extend_from_slice(b"obs");
+        assert_eq!(StepTimes::split(&payload).unwrap(), (times, &b"obs"[..]));
+        let err = StepTimes::split(&payload[..31]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "step frame of 31 bytes, shorter than its 32-byte times"
+        );
+    }
 }

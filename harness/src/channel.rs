@@ -130,7 +130,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::obs::{OpResult, StepObs};
+    use crate::obs::delta::StepDelta;
+    use crate::obs::{MapObs, OpResult, PageObs, StepObs};
+    use crate::op::{MapId, Proc};
 
     fn pair() -> (Channel<UnixStream>, UnixStream) {
         let (a, b) = UnixStream::pair().expect("socketpair");
@@ -144,14 +146,20 @@ mod tests {
         let obs = StepObs {
             result: OpResult::Pages(7),
             vmstat: [9, 8, 7, 6, 5, 4, 3, 2, 1],
-            maps: Vec::new(),
+            maps: vec![MapObs {
+                proc: Proc::Parent,
+                map: MapId(2),
+                pages: vec![PageObs::default(); 3],
+            }],
             handles: Vec::new(),
         };
-        let bytes = postcard::to_allocvec(&obs).expect("encode");
+        let mut delta = StepDelta::default();
+        delta.diff(None, &obs);
+        let bytes = postcard::to_allocvec(&delta).expect("encode");
         guest.send_step_encoded(&bytes).expect("send");
         assert_eq!(
             host.recv_response().expect("recv"),
-            Response::Step(Box::new(obs))
+            Response::Step(Box::new(delta))
         );
     }
 
@@ -166,11 +174,11 @@ mod tests {
         };
         host.send(&req).expect("send");
         assert_eq!(guest.recv_request().expect("recv"), req);
-        let step = Response::Step(Box::new(StepObs {
+        let step = Response::Step(Box::new(StepDelta {
             result: OpResult::Pages(3),
             vmstat: [1, 2, 3, 4, 5, 6, 7, 8, 9],
-            maps: Vec::new(),
-            handles: Vec::new(),
+            entries: Vec::new(),
+            changes: Vec::new(),
         }));
         guest.send(&step).expect("send");
         guest.send(&Response::Pong { nonce: 9 }).expect("send");

@@ -7,6 +7,8 @@
 //! the other as pages first appear, so only "same page" / "different page"
 //! is ever compared.
 
+pub mod delta;
+
 use serde::{Deserialize, Serialize};
 
 use crate::op::{HandleId, MapId, Proc};

@@ -175,6 +175,10 @@ fn loop_pass(
                 lp.exec.counters_ns += t.counters_ns;
                 lp.exec.queries_ns += t.queries_ns;
                 lp.exec.teardown_ns += t.teardown_ns;
+                lp.exec.sink_ns += t.sink_ns;
+                lp.exec.reap_ns += t.reap_ns;
+                lp.exec.fork_ns += t.fork_ns;
+                lp.exec.exit_ns += t.exit_ns;
                 if summary.stopped.is_some() {
                     lp.stopped += 1;
                 }

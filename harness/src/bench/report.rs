@@ -25,6 +25,18 @@ pub struct ExecTiming {
     pub queries_ns: u64,
     /// Runner teardown.
     pub teardown_ns: u64,
+    /// Outside the runner: the agent sending observations to the host.
+    #[serde(default)]
+    pub sink_ns: u64,
+    /// Outside the runner: end of its stream to the last reap.
+    #[serde(default)]
+    pub reap_ns: u64,
+    /// Fork to the runner's first instruction.
+    #[serde(default)]
+    pub fork_ns: u64,
+    /// The runner's done frame to the end of its stream (its exit).
+    #[serde(default)]
+    pub exit_ns: u64,
 }
 
 impl ExecTiming {
@@ -37,6 +49,10 @@ impl ExecTiming {
         self.counters_ns += o.counters_ns;
         self.queries_ns += o.queries_ns;
         self.teardown_ns += o.teardown_ns;
+        self.sink_ns += o.sink_ns;
+        self.reap_ns += o.reap_ns;
+        self.fork_ns += o.fork_ns;
+        self.exit_ns += o.exit_ns;
     }
 }
 
@@ -243,6 +259,18 @@ pub struct PerStep {
     pub exec_queries_us: f64,
     /// Executor: the rest (frames to the caller, process handling).
     pub exec_other_us: f64,
+    /// Of `exec_other_us`: the agent sending observations to the host.
+    #[serde(default)]
+    pub exec_sink_us: f64,
+    /// Of `exec_other_us`: end of the runner's stream to the last reap.
+    #[serde(default)]
+    pub exec_reap_us: f64,
+    /// Of `exec_other_us`: fork to the runner's first instruction.
+    #[serde(default)]
+    pub exec_fork_us: f64,
+    /// Of `exec_other_us`: the runner's exit.
+    #[serde(default)]
+    pub exec_exit_us: f64,
     /// Channel and agent.
     pub channel_agent_us: f64,
     /// Model.
@@ -385,7 +413,8 @@ impl BenchReport {
         let _ = writeln!(
             s,
             "per step (µs): loop {:.0} = executor {:.0} [setup+teardown {:.0}, op {:.0}, drain {:.0}, \
-             counters {:.0}, queries {:.0}, other {:.0}] + channel/agent {:.0} + model {:.0} + \
+             counters {:.0}, queries {:.0}, other {:.0} (fork {:.0}, sink {:.0}, exit {:.0}, reap {:.0})] + channel/agent {:.0} + \
+             model {:.0} + \
              compare {:.0}\n               C baseline {:.0} [setup+teardown {:.0}, op {:.0}, \
              drain {:.0}, counters {:.0}, queries {:.0}, other {:.0}]",
             p.loop_us,
@@ -396,6 +425,10 @@ impl BenchReport {
             p.exec_counters_us,
             p.exec_queries_us,
             p.exec_other_us,
+            p.exec_fork_us,
+            p.exec_sink_us,
+            p.exec_exit_us,
+            p.exec_reap_us,
             p.channel_agent_us,
             p.model_us,
             p.compare_us,
@@ -441,6 +474,10 @@ fn per_step(r: &Round) -> PerStep {
         exec_counters_us: gus(e.counters_ns),
         exec_queries_us: gus(e.queries_ns),
         exec_other_us: gus(e.total_ns.saturating_sub(parts)),
+        exec_sink_us: gus(e.sink_ns),
+        exec_reap_us: gus(e.reap_ns),
+        exec_fork_us: gus(e.fork_ns),
+        exec_exit_us: gus(e.exit_ns),
         channel_agent_us: (us(l.guest_request_ns) - gus(e.total_ns)).max(0.0),
         model_us: us(l.model_ns),
         compare_us: us(l.compare_ns),

@@ -21,7 +21,7 @@ use thiserror::Error;
 
 /// Version of the frame layout and of the messages in `channel::message`.
 /// Bump it whenever either changes incompatibly.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// First four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"PNFZ";
 /// Bytes in a frame header.

@@ -2,7 +2,7 @@
 //!
 //! Every request gets one or more responses, in order, on the same
 //! channel: [`Request::RunProgram`] is answered by one [`Response::Step`]
-//! per executed step and then exactly one [`Response::RunDone`] (or a
+//! per executed step (each a delta from the step before) and then exactly one [`Response::RunDone`] (or a
 //! [`Response::Error`]); every other request by exactly one response.
 //! Programs travel as canonical program text, so the parser in
 //! `harness::program` is the one place that decides what a program means.
@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::RunSummary;
-use crate::obs::StepObs;
+use crate::obs::delta::StepDelta;
 
 /// What the host asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +101,10 @@ pub enum Response {
         /// The request's nonce.
         nonce: u64,
     },
-    /// One executed step of a [`Request::RunProgram`].
-    Step(Box<StepObs>),
+    /// One executed step of a [`Request::RunProgram`]: its observation
+    /// as a delta from the previous step's (`obs::delta::StepDecoder`
+    /// rebuilds the whole observations).
+    Step(Box<StepDelta>),
     /// End of a [`Request::RunProgram`]: the executor's summary.
     RunDone(RunSummary),
     /// A request without a payload in its answer succeeded.
@@ -121,7 +123,7 @@ pub enum Response {
 impl Response {
     /// The postcard tag of [`Response::Step`] (its variant index, one
     /// varint byte): a step's payload is this byte, then the postcard
-    /// encoding of its `StepObs` (`Channel::send_step_encoded`).
+    /// encoding of its `StepDelta` (`Channel::send_step_encoded`).
     pub const STEP_TAG: u8 = 2;
 }
 

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use settings::{Settings, apply_program_settings, prepare_guest};
 
 use crate::obs::StepObs;
+use crate::obs::delta::{StepDecoder, StepDelta};
 use crate::op::Program;
 use crate::uapi::{DEVICE_PATH, PinfuzzDev};
 use frame::{FaultRecord, KIND_DONE, KIND_ERROR, KIND_FAULT, KIND_STEP};
@@ -183,7 +184,9 @@ impl Disturbance {
 pub struct Timing {
     /// Fork of the runner to the last reap.
     pub total_ns: u64,
-    /// Fork to the counter baseline, in the runner.
+    /// Fork to the runner's first instruction.
+    pub fork_ns: u64,
+    /// The runner's start to its counter baseline.
     pub setup_ns: u64,
     /// The operations themselves, summed.
     pub op_ns: u64,
@@ -199,6 +202,14 @@ pub struct Timing {
     pub queries_ns: u64,
     /// The runner's teardown (children reaped, device closed).
     pub teardown_ns: u64,
+    /// Outside the runner: the caller's sink (in the guest agent: sending
+    /// the observations to the host), summed.
+    pub sink_ns: u64,
+    /// Outside the runner: from its done frame to the end of its stream
+    /// (its exit: the address space torn down, the pipe closed).
+    pub exit_ns: u64,
+    /// Outside the runner: from the end of its stream to the last reap.
+    pub reap_ns: u64,
 }
 
 /// What a run ended with; crosses the host–guest channel.
@@ -277,15 +288,17 @@ pub fn run_program(
     timeout: Duration,
     sink: &mut dyn FnMut(StepObs) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunSummary> {
+    let mut decoder = StepDecoder::default();
     run_program_encoded(program, cfg, timeout, &mut |bytes| {
-        let obs = postcard::from_bytes(bytes).context("decode a step observation")?;
-        sink(obs)
+        let delta: StepDelta = postcard::from_bytes(bytes).context("decode a step observation")?;
+        sink(decoder.next(&delta)?.clone())
     })
 }
 
-/// [`run_program`], with each step's [`StepObs`] handed to `sink` as the
-/// runner encoded it (postcard), undecoded: the guest agent passes the
-/// bytes on to the host as they are (see `runner::StepTimes`).
+/// [`run_program`], with each step's observation handed to `sink` as the
+/// runner encoded it, undecoded: the postcard encoding of a [`StepDelta`]
+/// from the previous step's observation. The guest agent passes the bytes
+/// on to the host as they are (see `runner::StepTimes`).
 pub fn run_program_encoded(
     program: &Program,
     cfg: &ExecConfig,
@@ -314,9 +327,10 @@ pub fn run_program_encoded(
     let mut error: Option<RunnerError> = None;
     let mut fault: Option<FaultRecord> = None;
     let mut done: Option<RunnerDone> = None;
+    let mut done_at = None;
     let supervised = supervise::supervise(
         timeout,
-        |out| runner::main(program, cfg, &plan, out),
+        |out, forked_at| runner::main(program, cfg, &plan, out, forked_at),
         &mut |kind, payload| {
             match kind {
                 KIND_STEP => {
@@ -329,7 +343,9 @@ pub fn run_program_encoded(
                     timing.counters_ns += f.counters_ns;
                     timing.queries_ns += f.queries_ns;
                     steps_run += 1;
+                    let t = std::time::Instant::now();
                     sink(obs)?;
+                    timing.sink_ns += t.elapsed().as_nanos() as u64;
                 }
                 KIND_ERROR => {
                     error = Some(
@@ -338,6 +354,7 @@ pub fn run_program_encoded(
                     );
                 }
                 KIND_DONE => {
+                    done_at = Some(std::time::Instant::now());
                     done = Some(
                         postcard::from_bytes(payload)
                             .context("decode the done frame from the runner")?,
@@ -350,7 +367,15 @@ pub fn run_program_encoded(
         },
     )?;
     timing.total_ns = supervised.elapsed.as_nanos() as u64;
+    timing.reap_ns = supervised.reaping.as_nanos() as u64;
+    if let Some(at) = done_at {
+        timing.exit_ns = supervised
+            .stream_end
+            .saturating_duration_since(at)
+            .as_nanos() as u64;
+    }
     if let Some(d) = done {
+        timing.fork_ns = d.fork_ns;
         timing.setup_ns = d.setup_ns;
         timing.teardown_ns = d.teardown_ns;
     }

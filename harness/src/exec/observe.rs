@@ -21,15 +21,20 @@
 //!    `MapId` order; the length the mapping was created with), then one
 //!    `PINFUZZ_IOC_QUERY_HANDLE` per live handle in `HandleId` order.
 //!
-//! The [`StepObs`] is updated in place: its vectors and their page buffers
-//! are reused from step to step (spares are kept when fewer entries are
-//! needed), so a steady-state observation allocates nothing.
+//! The result is the step's [`StepDelta`] against the previous step's
+//! observation (`obs::delta`): most pages do not change from one step to the
+//! next, and on a TCG guest encoding and sending every page every step cost
+//! more than querying them. Two [`StepObs`] alternate (this step's and the
+//! last), updated in place: their vectors and page buffers are reused from
+//! step to step (spares are kept when fewer entries are needed), so a
+//! steady-state observation allocates nothing.
 
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 use super::vmstat::{MODEL_COUNTERS, VmstatReader};
+use crate::obs::delta::StepDelta;
 use crate::obs::{Counters, HandleObs, MapObs, OpResult, PageObs, StepObs};
 use crate::op::{HandleId, MapId, Proc};
 use crate::uapi::{PINFUZZ_MAX_PAGES_PER_CALL, PinfuzzDev, PinfuzzPageInfo};
@@ -93,6 +98,9 @@ pub struct Observer {
     now: Counters,
     info: Vec<PinfuzzPageInfo>,
     obs: StepObs,
+    /// The previous step's observation (`None` before the first).
+    prev: Option<StepObs>,
+    delta: StepDelta,
     spare_maps: Vec<MapObs>,
     spare_handles: Vec<HandleObs>,
 }
@@ -142,6 +150,8 @@ impl Observer {
                 maps: Vec::with_capacity(cap.maps),
                 handles: Vec::with_capacity(cap.handles),
             },
+            prev: None,
+            delta: StepDelta::default(),
             spare_maps,
             spare_handles,
         })
@@ -176,14 +186,15 @@ impl Observer {
         self.drain_page
     }
 
-    /// Observe everything after a step that returned `result`.
+    /// Observe everything after a step that returned `result`; returns
+    /// the observation as a delta from the previous step's.
     pub fn observe(
         &mut self,
         dev: &PinfuzzDev,
         result: OpResult,
         maps: &[MapTarget],
         handles: &[HandleTarget],
-    ) -> anyhow::Result<(&StepObs, ObserveTimes)> {
+    ) -> anyhow::Result<(&StepDelta, ObserveTimes)> {
         let t0 = Instant::now();
         self.drain()?;
         let t1 = Instant::now();
@@ -234,7 +245,20 @@ impl Observer {
             counters_ns: (t2 - t1).as_nanos() as u64,
             queries_ns: t2.elapsed().as_nanos() as u64,
         };
-        Ok((&self.obs, times))
+        self.delta.diff(self.prev.as_ref(), &self.obs);
+        // This observation becomes the next one's base; the older one is
+        // overwritten by the next step.
+        let empty = StepObs {
+            result: OpResult::Ok,
+            vmstat: [0; 9],
+            maps: Vec::new(),
+            handles: Vec::new(),
+        };
+        match self.prev.as_mut() {
+            Some(prev) => std::mem::swap(prev, &mut self.obs),
+            None => self.prev = Some(std::mem::replace(&mut self.obs, empty)),
+        }
+        Ok((&self.delta, times))
     }
 }
 

@@ -58,7 +58,8 @@ const ARENA_END_VPN: u64 = ARENA_BASE_VPN + MAX_MAPS as u64 * SLOT_PAGES;
 /// The times a step frame carries in front of its observation.
 ///
 /// A [`KIND_STEP`] payload is these four `u64` (little endian, fixed
-/// width), then the postcard encoding of the step's [`crate::obs::StepObs`]. The times
+/// width), then the postcard encoding of the step's observation (a
+/// [`crate::obs::delta::StepDelta`]). The times
 /// come first and fixed-width so that the caller can account them and pass
 /// the observation's bytes on as they are: the guest agent forwards them to
 /// the host without decoding and re-encoding them (`Response::Step` is the
@@ -120,7 +121,9 @@ impl StepTimes {
 /// The runner finished every step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnerDone {
-    /// Fork to baseline, in ns.
+    /// From the caller's `fork()` to the runner's first instruction, in ns.
+    pub fork_ns: u64,
+    /// The runner's start to its counter baseline, in ns.
     pub setup_ns: u64,
     /// After the last step: children reaped and device closed, in ns.
     pub teardown_ns: u64,
@@ -196,16 +199,24 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// The runner process's body: never returns.
-pub fn main(program: &Program, cfg: &ExecConfig, plan: &Plan, out: OwnedFd) -> ! {
+/// The runner process's body (`forked_at`: the caller's clock just before
+/// the fork); never returns.
+pub fn main(
+    program: &Program,
+    cfg: &ExecConfig,
+    plan: &Plan,
+    out: OwnedFd,
+    forked_at: Instant,
+) -> ! {
     let started = Instant::now();
+    let fork_ns = started.duration_since(forked_at).as_nanos() as u64;
     // Owned here, not by the Runner, so an error can still be reported
     // after the Runner is gone.
     let mut out = File::from(out);
     // Panics are reported through the pipe, not the caller's stderr hook.
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(program, cfg, plan, &mut out, started)
+        run(program, cfg, plan, &mut out, started, fork_ns)
     }));
     let (code, report) = match result {
         Ok(Ok(())) => (0, None),
@@ -249,6 +260,7 @@ fn run(
     plan: &Plan,
     out: &mut File,
     started: Instant,
+    fork_ns: u64,
 ) -> Result<(), Failure> {
     let mut runner = Runner::setup(program, cfg, plan, out.as_raw_fd())?;
     let setup_ns = started.elapsed().as_nanos() as u64;
@@ -261,6 +273,7 @@ fn run(
     let teardown = Instant::now();
     runner.teardown()?;
     let done = RunnerDone {
+        fork_ns,
         setup_ns,
         teardown_ns: teardown.elapsed().as_nanos() as u64,
     };

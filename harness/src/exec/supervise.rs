@@ -46,6 +46,11 @@ pub struct Supervised {
     pub truncated: usize,
     /// Fork to last reap.
     pub elapsed: Duration,
+    /// When the stream ended (or the group was killed).
+    pub stream_end: Instant,
+    /// Of `elapsed`: from the end of the stream (or the kill) to the last
+    /// reap.
+    pub reaping: Duration,
 }
 
 /// Fork `body` as the runner (it gets the write end of its pipe and
@@ -54,7 +59,7 @@ pub struct Supervised {
 /// `on_frame` kills the group, waits for it, and is returned.
 pub fn supervise(
     timeout: Duration,
-    body: impl FnOnce(OwnedFd),
+    body: impl FnOnce(OwnedFd, Instant),
     on_frame: &mut dyn FnMut(u8, &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Supervised> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2 for the runner")?;
@@ -69,7 +74,7 @@ pub fn supervise(
             // Own process group, so one killpg reaches the runner and all
             // its children.
             let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
-            body(write_end);
+            body(write_end, start);
             // SAFETY: leaves the forked copy without running the caller's
             // destructors or atexit handlers.
             unsafe { libc::_exit(127) }
@@ -129,6 +134,7 @@ pub fn supervise(
             }
         }
     }
+    let stream_end = Instant::now();
     if timed_out || failure.is_some() {
         let _ = killpg(runner, Signal::SIGKILL);
     }
@@ -153,6 +159,8 @@ pub fn supervise(
         unreaped,
         truncated: reader.pending(),
         elapsed: start.elapsed(),
+        reaping: stream_end.elapsed(),
+        stream_end,
     };
     match failure {
         Some(e) => Err(e),
@@ -266,7 +274,7 @@ mod tests {
         let mut seen = Vec::new();
         let sup = supervise(
             Duration::from_secs(20),
-            |fd| {
+            |fd, _| {
                 let mut out = File::from(fd);
                 let mut buf = Vec::new();
                 for i in 0..3u32 {
@@ -299,7 +307,7 @@ mod tests {
         let start = Instant::now();
         let sup = supervise(
             Duration::from_millis(300),
-            |_fd| {
+            |_fd, _| {
                 // A grandchild that would outlive the runner, as a forked
                 // program child would.
                 // SAFETY: single-threaded forked test process.
@@ -331,7 +339,7 @@ mod tests {
         let mut fault = None;
         let sup = supervise(
             Duration::from_secs(20),
-            |fd| {
+            |fd, _| {
                 crate::exec::fault::install(fd.as_raw_fd()).unwrap();
                 std::mem::forget(fd);
                 // SAFETY: deliberately invalid: this test checks that an
@@ -359,7 +367,7 @@ mod tests {
         setup();
         let err = supervise(
             Duration::from_secs(20),
-            |fd| {
+            |fd, _| {
                 let mut out = File::from(fd);
                 let mut buf = Vec::new();
                 frame::encode(KIND_STEP, &1u8, &mut buf).unwrap();

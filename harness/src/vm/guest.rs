@@ -796,12 +796,16 @@ impl Guest {
         }
         let answer = loop {
             match vm.chan.recv_response() {
-                Ok(Response::Step(obs)) => {
+                Ok(Response::Step(delta)) => {
                     last_response = Instant::now();
+                    let obs = match delta.apply(steps.last()) {
+                        Ok(obs) => obs,
+                        Err(e) => break Answer::Crashed(lost(vm, mark, &format!("channel: {e}"))),
+                    };
                     if let Err(err) = on_step(&obs) {
                         break Answer::CallbackFailed(err);
                     }
-                    steps.push(*obs);
+                    steps.push(obs);
                 }
                 Ok(response) => break Answer::Response(response),
                 Err(e) if e.is_timeout() => {

@@ -257,6 +257,7 @@ impl Agent {
     }
 
     fn run_program(&mut self, seq: u64, text: &str, timeout: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
         self.kmsg_line(&begin_marker(seq));
         let result = parse_program(text).and_then(|program| {
             let chan = &mut self.chan;
@@ -271,7 +272,9 @@ impl Agent {
         // host has the response it only has to wait for console lines
         // already printed.
         self.kmsg_line(&end_marker(seq));
-        self.chan.send(&Response::RunDone(result?))?;
+        let mut summary = result?;
+        summary.timing.agent_ns = started.elapsed().as_nanos() as u64;
+        self.chan.send(&Response::RunDone(summary))?;
         Ok(())
     }
 

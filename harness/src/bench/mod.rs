@@ -179,6 +179,9 @@ fn loop_pass(
                 lp.exec.reap_ns += t.reap_ns;
                 lp.exec.fork_ns += t.fork_ns;
                 lp.exec.exit_ns += t.exit_ns;
+                lp.exec.before_ns += t.before_ns;
+                lp.exec.after_ns += t.after_ns;
+                lp.exec.agent_ns += t.agent_ns;
                 if summary.stopped.is_some() {
                     lp.stopped += 1;
                 }

@@ -37,6 +37,15 @@ pub struct ExecTiming {
     /// The runner's done frame to the end of its stream (its exit).
     #[serde(default)]
     pub exit_ns: u64,
+    /// Before the fork (plan, settings, counter baseline).
+    #[serde(default)]
+    pub before_ns: u64,
+    /// After the reap (reset check).
+    #[serde(default)]
+    pub after_ns: u64,
+    /// The agent's whole handling of the requests.
+    #[serde(default)]
+    pub agent_ns: u64,
 }
 
 impl ExecTiming {
@@ -53,6 +62,9 @@ impl ExecTiming {
         self.reap_ns += o.reap_ns;
         self.fork_ns += o.fork_ns;
         self.exit_ns += o.exit_ns;
+        self.before_ns += o.before_ns;
+        self.after_ns += o.after_ns;
+        self.agent_ns += o.agent_ns;
     }
 }
 
@@ -273,6 +285,16 @@ pub struct PerStep {
     pub exec_exit_us: f64,
     /// Channel and agent.
     pub channel_agent_us: f64,
+    /// Of `channel_agent_us`: in the agent, before the runner's fork.
+    #[serde(default)]
+    pub agent_before_us: f64,
+    /// Of `channel_agent_us`: in the agent, after the last reap.
+    #[serde(default)]
+    pub agent_after_us: f64,
+    /// Of `channel_agent_us`: the rest of the agent's handling (program
+    /// parsing, console markers).
+    #[serde(default)]
+    pub agent_rest_us: f64,
     /// Model.
     pub model_us: f64,
     /// Comparison.
@@ -412,11 +434,12 @@ impl BenchReport {
         let p = &self.per_step_us;
         let _ = writeln!(
             s,
-            "per step (µs): loop {:.0} = executor {:.0} [setup+teardown {:.0}, op {:.0}, drain {:.0}, \
-             counters {:.0}, queries {:.0}, other {:.0} (fork {:.0}, sink {:.0}, exit {:.0}, reap {:.0})] + channel/agent {:.0} + \
-             model {:.0} + \
-             compare {:.0}\n               C baseline {:.0} [setup+teardown {:.0}, op {:.0}, \
-             drain {:.0}, counters {:.0}, queries {:.0}, other {:.0}]",
+            "per step (µs): loop {:.0} = executor {:.0} [setup+teardown {:.0}, op {:.0}, \
+             drain {:.0}, counters {:.0}, queries {:.0}, other {:.0} (fork {:.0}, sink {:.0}, \
+             exit {:.0}, reap {:.0})] + channel/agent {:.0} (agent: before {:.0}, after {:.0}, \
+             rest {:.0}) + model {:.0} + compare {:.0}\n               C baseline {:.0} \
+             [setup+teardown {:.0}, op {:.0}, drain {:.0}, counters {:.0}, queries {:.0}, \
+             other {:.0}]",
             p.loop_us,
             p.exec_us,
             p.exec_setup_teardown_us,
@@ -430,6 +453,9 @@ impl BenchReport {
             p.exec_exit_us,
             p.exec_reap_us,
             p.channel_agent_us,
+            p.agent_before_us,
+            p.agent_after_us,
+            p.agent_rest_us,
             p.model_us,
             p.compare_us,
             p.baseline_us,
@@ -479,6 +505,11 @@ fn per_step(r: &Round) -> PerStep {
         exec_fork_us: gus(e.fork_ns),
         exec_exit_us: gus(e.exit_ns),
         channel_agent_us: (us(l.guest_request_ns) - gus(e.total_ns)).max(0.0),
+        agent_before_us: gus(e.before_ns),
+        agent_after_us: gus(e.after_ns),
+        agent_rest_us: gus(e
+            .agent_ns
+            .saturating_sub(e.total_ns + e.before_ns + e.after_ns)),
         model_us: us(l.model_ns),
         compare_us: us(l.compare_ns),
         baseline_setup_teardown_us: bus(b.setup_ns + b.teardown_ns),

@@ -210,6 +210,14 @@ pub struct Timing {
     pub exit_ns: u64,
     /// Outside the runner: from the end of its stream to the last reap.
     pub reap_ns: u64,
+    /// Before the fork: the plan, the header's settings, the counter
+    /// baseline of the reset check.
+    pub before_ns: u64,
+    /// After the last reap: the reset check.
+    pub after_ns: u64,
+    /// The guest agent's whole handling of the request (parsing the
+    /// program, console markers, all of the above); 0 outside the agent.
+    pub agent_ns: u64,
 }
 
 /// What a run ended with; crosses the host–guest channel.
@@ -305,6 +313,7 @@ pub fn run_program_encoded(
     timeout: Duration,
     sink: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunSummary> {
+    let entered = std::time::Instant::now();
     prepare_caller()?;
     let plan = plan::plan(program).context("the program cannot run")?;
     if cfg.apply_settings {
@@ -323,7 +332,10 @@ pub fn run_program_encoded(
     }
 
     let mut steps_run = 0u32;
-    let mut timing = Timing::default();
+    let mut timing = Timing {
+        before_ns: entered.elapsed().as_nanos() as u64,
+        ..Timing::default()
+    };
     let mut error: Option<RunnerError> = None;
     let mut fault: Option<FaultRecord> = None;
     let mut done: Option<RunnerDone> = None;
@@ -426,6 +438,7 @@ pub fn run_program_encoded(
     } else {
         stopped
     };
+    let reaped = std::time::Instant::now();
     let mut after = [0u64; 8];
     vmstat.read_found(&names, &mut after)?;
     let delta: [u64; 8] = std::array::from_fn(|i| after[i].wrapping_sub(before[i]));
@@ -443,6 +456,7 @@ pub fn run_program_encoded(
             ok: delta[0] == delta[1] && held == Some(0),
         })
     };
+    timing.after_ns = reaped.elapsed().as_nanos() as u64;
     Ok(RunSummary {
         steps_run,
         steps_total: program.steps.len() as u32,

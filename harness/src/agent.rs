@@ -34,7 +34,7 @@ use crate::channel::{
     Channel, ChannelError, FrameError, HelloInfo, ModuleInfo, ModuleStatus, PROTOCOL_VERSION,
     Request, Response,
 };
-use crate::exec::{self, ExecConfig, Settings};
+use crate::exec::{self, ExecConfig, Settings, StepSink};
 use crate::op::Program;
 use crate::uapi::PinfuzzDev;
 use port::Port;
@@ -261,12 +261,11 @@ impl Agent {
         self.kmsg_line(&begin_marker(seq));
         let result = parse_program(text).and_then(|program| {
             let chan = &mut self.chan;
-            // The runner's encoding of each observation goes to the host
-            // as it is: decoding and re-encoding it here is a large part
-            // of a step's cost on a TCG guest (`pinfuzz bench`).
-            exec::run_program_encoded(&program, &ExecConfig::guest(), timeout, &mut |obs| {
-                chan.send_step_encoded(obs).context("send step observation")
-            })
+            let mut sink = StepBatcher {
+                chan,
+                frames: Vec::new(),
+            };
+            exec::run_program_encoded(&program, &ExecConfig::guest(), timeout, &mut sink)
         });
         // The end marker goes out before the final response, so when the
         // host has the response it only has to wait for console lines
@@ -288,6 +287,37 @@ impl Agent {
         if !matches!(written, Some(Ok(()))) {
             say!("{line}");
         }
+    }
+}
+
+/// Passes a run's steps to the host as the runner encoded them, batched.
+///
+/// Decoding and re-encoding each observation here was a large part of a
+/// step's cost on a TCG guest, and so is each write to the virtio port
+/// (some 200–600 µs, whatever its size: `pinfuzz bench`). The runner runs
+/// at a higher priority than the agent (`exec::runner`), so it usually runs
+/// several steps ahead, and the steps waiting in its pipe go out in one
+/// write when the executor has read them all ([`StepSink::flush`]).
+struct StepBatcher<'a> {
+    chan: &'a mut Channel<Port>,
+    frames: Vec<u8>,
+}
+
+impl StepSink for StepBatcher<'_> {
+    fn step(&mut self, obs: &[u8]) -> Result<()> {
+        Channel::<Port>::push_step_frame(obs, &mut self.frames)
+            .context("frame a step observation")?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.frames.is_empty() {
+            self.chan
+                .send_frames(&self.frames)
+                .context("send step observations")?;
+            self.frames.clear();
+        }
+        Ok(())
     }
 }
 

@@ -88,17 +88,25 @@ impl<S: Read + Write> Channel<S> {
         Ok(())
     }
 
-    /// Send [`Response::Step`] of an observation already postcard-encoded
-    /// (by the executor's runner): the same bytes [`Channel::send`] would
-    /// write, without decoding and re-encoding the observation.
-    pub fn send_step_encoded(&mut self, obs: &[u8]) -> Result<(), ChannelError> {
+    /// Append the frame of a [`Response::Step`] whose `StepDelta` is
+    /// already postcard-encoded (by the executor's runner) to `out`: the
+    /// bytes [`Channel::send`] would write, without decoding and
+    /// re-encoding the observation. [`Channel::send_frames`] sends them.
+    pub fn push_step_frame(obs: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
         if obs.len() >= MAX_PAYLOAD as usize {
             return Err(ChannelError::Encode(format!(
                 "step observation of {} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes",
                 obs.len()
             )));
         }
-        frame::write_frame_parts(&mut self.stream, &[&[Response::STEP_TAG], obs])?;
+        frame::push_frame_parts(out, &[&[Response::STEP_TAG], obs]);
+        Ok(())
+    }
+
+    /// Send whole frames built by [`Channel::push_step_frame`], in one write.
+    pub fn send_frames(&mut self, frames: &[u8]) -> Result<(), ChannelError> {
+        self.stream.write_all(frames).map_err(FrameError::Io)?;
+        self.stream.flush().map_err(FrameError::Io)?;
         Ok(())
     }
 
@@ -140,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn an_encoded_step_arrives_as_the_step_it_encodes() {
+    fn encoded_steps_sent_in_one_write_arrive_as_the_steps_they_encode() {
         let (a, b) = UnixStream::pair().expect("socketpair");
         let (mut host, mut guest) = (Channel::new(a), Channel::new(b));
         let obs = StepObs {
@@ -156,11 +164,16 @@ mod tests {
         let mut delta = StepDelta::default();
         delta.diff(None, &obs);
         let bytes = postcard::to_allocvec(&delta).expect("encode");
-        guest.send_step_encoded(&bytes).expect("send");
-        assert_eq!(
-            host.recv_response().expect("recv"),
-            Response::Step(Box::new(delta))
-        );
+        let mut frames = Vec::new();
+        Channel::<UnixStream>::push_step_frame(&bytes, &mut frames).expect("frame");
+        Channel::<UnixStream>::push_step_frame(&bytes, &mut frames).expect("frame");
+        guest.send_frames(&frames).expect("send");
+        for _ in 0..2 {
+            assert_eq!(
+                host.recv_response().expect("recv"),
+                Response::Step(Box::new(delta.clone()))
+            );
+        }
     }
 
     #[test]

@@ -30,15 +30,20 @@ pub struct BaselineRun {
     /// `Timing`: setup, operations, drains, counters, queries, teardown).
     #[serde(default)]
     pub parts: super::report::ExecTiming,
-    /// Host wall time of the whole request (sending the binary, running
-    /// it, the answer), in ns.
+    /// The guest's `CLOCK_MONOTONIC` when the (first chunk's) programs
+    /// started, in ns.
     #[serde(default)]
-    pub host_wall_ns: u64,
-    /// Host time of a request around the executable itself (binary
-    /// transfer, answer, console scan): a run of the same binary with no
-    /// program, host wall time less the guest's spawn-to-exit time, in ns.
+    pub mono_start_ns: u64,
+    /// The guest's `CLOCK_MONOTONIC` when the (last chunk's) programs
+    /// ended, in ns.
     #[serde(default)]
-    pub host_overhead_ns: u64,
+    pub mono_end_ns: u64,
+    /// Host time from just before the first chunk's request to just after
+    /// the last chunk's answer: it holds the guest's span from
+    /// `mono_start_ns` to `mono_end_ns`, and a little more (one binary
+    /// transfer, one answer), in ns.
+    #[serde(default)]
+    pub host_span_ns: u64,
 }
 
 impl BaselineRun {
@@ -49,8 +54,10 @@ impl BaselineRun {
         self.wall_ns += o.wall_ns;
         self.failed += o.failed;
         self.parts.add(&o.parts);
-        self.host_wall_ns += o.host_wall_ns;
-        self.host_overhead_ns += o.host_overhead_ns;
+        if self.mono_start_ns == 0 || o.mono_start_ns < self.mono_start_ns {
+            self.mono_start_ns = o.mono_start_ns;
+        }
+        self.mono_end_ns = self.mono_end_ns.max(o.mono_end_ns);
     }
 
     /// Steps per second: by the baseline's own clock, corrected when the
@@ -65,22 +72,15 @@ impl BaselineRun {
         per_s(self.steps, self.wall_ns)
     }
 
-    /// The programs' host time (the request's less its overhead), if the
-    /// host timed the request.
-    pub fn host_net_ns(&self) -> Option<u64> {
-        (self.host_wall_ns > self.host_overhead_ns)
-            .then(|| self.host_wall_ns - self.host_overhead_ns)
-    }
-
-    /// The guest clock measured against the host's over the programs:
-    /// guest seconds per host second.
+    /// The guest clock measured against the host's: guest seconds per host
+    /// second over the baseline's span (`None`: shorter than
+    /// [`MIN_CLOCK_CHECK_NS`], or not timed). The host's span is a little
+    /// longer than the guest's (a request's transfer and an answer, tens of
+    /// ms in seconds), so a right guest clock measures just under 1.
     pub fn measured_clock_ratio(&self) -> Option<f64> {
-        match self.host_net_ns() {
-            Some(ns) if self.wall_ns > 0 && ns >= MIN_CLOCK_CHECK_NS => {
-                Some(self.wall_ns as f64 / ns as f64)
-            }
-            _ => None,
-        }
+        let guest = self.mono_end_ns.checked_sub(self.mono_start_ns)?;
+        (guest > 0 && self.host_span_ns >= MIN_CLOCK_CHECK_NS)
+            .then(|| guest as f64 / self.host_span_ns as f64)
     }
 
     /// Guest seconds per host second, for correcting guest-clock figures:
@@ -89,7 +89,7 @@ impl BaselineRun {
     /// went wrong at boot, on a loaded host, keeps time many times too fast
     /// or slow), else 1.0: the request's own jitter (console scan, transfer)
     /// is a few percent, and a guest clock within that is taken as right.
-    /// Not measured (1.0) when the programs took less than
+    /// Not measured (1.0) when the baseline spanned less than
     /// [`MIN_CLOCK_CHECK_NS`] of host time.
     pub fn guest_clock_ratio(&self) -> f64 {
         match self.measured_clock_ratio() {
@@ -123,6 +123,8 @@ impl BaselineRun {
                 "counters_ns" => run.parts.counters_ns = v,
                 "queries_ns" => run.parts.queries_ns = v,
                 "teardown_ns" => run.parts.teardown_ns = v,
+                "mono_start_ns" => run.mono_start_ns = v,
+                "mono_end_ns" => run.mono_end_ns = v,
                 _ => {}
             }
         }
@@ -179,23 +181,16 @@ pub fn run_chunk(
     count: u64,
     timeout: Duration,
 ) -> Result<BaselineRun> {
-    Ok(run_once(guest, binary, &[count, first], timeout)?.0)
+    run_once(guest, binary, &[count, first], timeout)
 }
 
-/// The host time of one baseline request around the executable itself:
-/// a run without programs, its host wall time less its own run time.
-pub fn request_overhead(guest: &mut Guest, binary: &[u8], timeout: Duration) -> Result<u64> {
-    let (empty, guest_ns) = run_once(guest, binary, &[0], timeout)?;
-    Ok(empty.host_wall_ns.saturating_sub(guest_ns))
-}
-
-/// One run; also the executable's spawn-to-exit time (guest clock).
+/// One run of the binary with `args`.
 fn run_once(
     guest: &mut Guest,
     binary: &[u8],
     args: &[u64],
     timeout: Duration,
-) -> Result<(BaselineRun, u64)> {
+) -> Result<BaselineRun> {
     let args: Vec<String> = args.iter().map(u64::to_string).collect();
     let run = guest.run_binary("pinfuzz-baseline", binary, &args, timeout)?;
     let done = match run.end {
@@ -233,13 +228,7 @@ fn run_once(
                 .join("\n")
         );
     }
-    Ok((
-        BaselineRun {
-            host_wall_ns: run.wall.as_nanos() as u64,
-            ..parsed
-        },
-        done.wall_ns,
-    ))
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -250,7 +239,8 @@ mod tests {
     fn the_summary_line_parses() {
         let out = "# prog 0 steps 3 ns 100 status 0\n\
                    # pinfuzz-bench programs=2 steps=7 wall_ns=1000000 failed=0 setup_ns=5 \
-                   op_ns=6 drain_ns=7 counters_ns=8 queries_ns=9 teardown_ns=10\n";
+                   op_ns=6 drain_ns=7 counters_ns=8 queries_ns=9 teardown_ns=10 \
+                   mono_start_ns=11 mono_end_ns=12\n";
         let r = BaselineRun::parse(out).unwrap();
         assert_eq!(
             (r.programs, r.steps, r.wall_ns, r.failed),
@@ -261,32 +251,46 @@ mod tests {
             (r.parts.setup_ns, r.parts.queries_ns, r.parts.teardown_ns),
             (5, 9, 10)
         );
+        assert_eq!((r.mono_start_ns, r.mono_end_ns), (11, 12));
         assert!(BaselineRun::parse("Bail out! x\n").is_err());
-        // Host view: 3.5 s request, 0.5 s of it overhead: 7 steps in 3 s of
-        // host time; the guest clock said 1 ms, so it runs 3000 times too
-        // slow, and the guest-clock rate is corrected.
+        // The guest's clock said 1 ms passed while the host's said 3 s: it
+        // runs 3000 times too slow, and the guest-clock rate is corrected.
         let h = BaselineRun {
-            host_wall_ns: 3_500_000_000,
-            host_overhead_ns: 500_000_000,
+            mono_start_ns: 5_000_000_000,
+            mono_end_ns: 5_001_000_000,
+            host_span_ns: 3_000_000_000,
             ..r.clone()
         };
-        assert_eq!(h.host_net_ns(), Some(3_000_000_000));
         assert!((h.guest_clock_ratio() - 1.0 / 3000.0).abs() < 1e-12);
         assert!((h.steps_per_s() - 7.0 / 3.0).abs() < 1e-9);
         assert_eq!(r.guest_clock_ratio(), 1.0);
         // Within the tolerance the guest clock is taken as right.
         let close = BaselineRun {
-            wall_ns: 3_200_000_000,
+            mono_end_ns: 5_000_000_000 + 2_900_000_000,
             ..h.clone()
         };
-        assert!((close.measured_clock_ratio().unwrap() - 3.2 / 3.0).abs() < 1e-9);
+        assert!((close.measured_clock_ratio().unwrap() - 2.9 / 3.0).abs() < 1e-9);
         assert_eq!(close.guest_clock_ratio(), 1.0);
-        // Too short a run to judge the clock by.
+        // Too short a span to judge the clock by.
         let short = BaselineRun {
-            host_wall_ns: 1_500_000_000,
+            host_span_ns: 1_500_000_000,
             ..h.clone()
         };
         assert_eq!(short.guest_clock_ratio(), 1.0);
+        // Chunks of one pass: the span runs from the first start to the
+        // last end.
+        let mut pass = BaselineRun::default();
+        pass.add(&BaselineRun {
+            mono_start_ns: 10,
+            mono_end_ns: 20,
+            ..BaselineRun::default()
+        });
+        pass.add(&BaselineRun {
+            mono_start_ns: 30,
+            mono_end_ns: 40,
+            ..BaselineRun::default()
+        });
+        assert_eq!((pass.mono_start_ns, pass.mono_end_ns), (10, 40));
         assert_eq!(per_s(5, 0), 0.0);
     }
 }

@@ -111,14 +111,19 @@ pub fn run_bench(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<Be
         // so that the host's load, which drifts, weighs on both alike.
         let mut lp = LoopRun::default();
         let mut base = BaselineRun::default();
+        // The host's clock around the baseline's requests, against the
+        // guest's clock in them (`BaselineRun::measured_clock_ratio`).
+        let mut host_span: Option<(Instant, Instant)> = None;
         for (k, part) in programs.chunks(chunk).enumerate() {
             lp.add(&loop_pass(&mut guest, part, profile, cfg.program_timeout)?);
             let first = (k * chunk) as u64;
+            let before = Instant::now();
             let b = baseline::run_chunk(&mut guest, &binary, first, part.len() as u64, timeout)?;
+            let after = Instant::now();
+            host_span = Some((host_span.map_or(before, |s| s.0), after));
             base.add(&b);
         }
-        let overhead = baseline::request_overhead(&mut guest, &binary, timeout)?;
-        base.host_overhead_ns = overhead * programs.len().div_ceil(chunk) as u64;
+        base.host_span_ns = host_span.map_or(0, |(a, b)| (b - a).as_nanos() as u64);
         progress(&format!("round {}: {}", r + 1, lp.line()));
         progress(&format!(
             "round {}: C baseline {} steps in {:.2} s = {:.0} steps/s",

@@ -131,16 +131,26 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), FrameError>
 /// # Panics
 /// As [`encode_header`].
 pub fn write_frame_parts(w: &mut impl Write, parts: &[&[u8]]) -> Result<(), FrameError> {
-    let header = header_of(parts);
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut buf = Vec::with_capacity(HEADER_LEN + len);
-    buf.extend_from_slice(&header);
-    for part in parts {
-        buf.extend_from_slice(part);
-    }
+    let mut buf = Vec::new();
+    push_frame_parts(&mut buf, parts);
     w.write_all(&buf)?;
     w.flush()?;
     Ok(())
+}
+
+/// Append the whole frame of the payload `parts` joined to `out` (frames
+/// are self-delimiting: several can go out in one write).
+///
+/// # Panics
+/// As [`encode_header`].
+pub fn push_frame_parts(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let header = header_of(parts);
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(HEADER_LEN + len);
+    out.extend_from_slice(&header);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
 }
 
 /// Check a complete header; returns the payload length.

@@ -297,21 +297,47 @@ pub fn run_program(
     sink: &mut dyn FnMut(StepObs) -> anyhow::Result<()>,
 ) -> anyhow::Result<RunSummary> {
     let mut decoder = StepDecoder::default();
-    run_program_encoded(program, cfg, timeout, &mut |bytes| {
-        let delta: StepDelta = postcard::from_bytes(bytes).context("decode a step observation")?;
-        sink(decoder.next(&delta)?.clone())
-    })
+    run_program_encoded(
+        program,
+        cfg,
+        timeout,
+        &mut |bytes: &[u8]| -> anyhow::Result<()> {
+            let delta: StepDelta =
+                postcard::from_bytes(bytes).context("decode a step observation")?;
+            sink(decoder.next(&delta)?.clone())
+        },
+    )
+}
+
+/// Where [`run_program_encoded`] delivers the steps.
+pub trait StepSink {
+    /// One step's observation, as the runner encoded it: the postcard
+    /// encoding of a [`StepDelta`] from the previous step's observation.
+    fn step(&mut self, obs: &[u8]) -> anyhow::Result<()>;
+
+    /// Every step the runner has sent so far has been delivered to
+    /// [`StepSink::step`]: a sink that batches should pass them on now.
+    /// Called before waiting for the runner, and once at the end.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&[u8]) -> anyhow::Result<()>> StepSink for F {
+    fn step(&mut self, obs: &[u8]) -> anyhow::Result<()> {
+        self(obs)
+    }
 }
 
 /// [`run_program`], with each step's observation handed to `sink` as the
-/// runner encoded it, undecoded: the postcard encoding of a [`StepDelta`]
-/// from the previous step's observation. The guest agent passes the bytes
-/// on to the host as they are (see `runner::StepTimes`).
+/// runner encoded it, undecoded (see [`StepSink::step`]). The guest agent
+/// passes the bytes on to the host as they are (see `runner::StepTimes`),
+/// in batches ([`StepSink::flush`]).
 pub fn run_program_encoded(
     program: &Program,
     cfg: &ExecConfig,
     timeout: Duration,
-    sink: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
+    sink: &mut dyn StepSink,
 ) -> anyhow::Result<RunSummary> {
     let entered = std::time::Instant::now();
     prepare_caller()?;
@@ -340,6 +366,9 @@ pub fn run_program_encoded(
     let mut fault: Option<FaultRecord> = None;
     let mut done: Option<RunnerDone> = None;
     let mut done_at = None;
+    // Both callbacks deliver to the sink.
+    let sink = std::cell::RefCell::new(sink);
+    let flush_ns = std::cell::Cell::new(0u64);
     let supervised = supervise::supervise(
         timeout,
         |out, forked_at| runner::main(program, cfg, &plan, out, forked_at),
@@ -356,7 +385,7 @@ pub fn run_program_encoded(
                     timing.queries_ns += f.queries_ns;
                     steps_run += 1;
                     let t = std::time::Instant::now();
-                    sink(obs)?;
+                    sink.borrow_mut().step(obs)?;
                     timing.sink_ns += t.elapsed().as_nanos() as u64;
                 }
                 KIND_ERROR => {
@@ -377,7 +406,14 @@ pub fn run_program_encoded(
             }
             Ok(())
         },
+        &mut || {
+            let t = std::time::Instant::now();
+            sink.borrow_mut().flush()?;
+            flush_ns.set(flush_ns.get() + t.elapsed().as_nanos() as u64);
+            Ok(())
+        },
     )?;
+    timing.sink_ns += flush_ns.get();
     timing.total_ns = supervised.elapsed.as_nanos() as u64;
     timing.reap_ns = supervised.reaping.as_nanos() as u64;
     if let Some(at) = done_at {

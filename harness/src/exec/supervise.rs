@@ -53,14 +53,19 @@ pub struct Supervised {
     pub reaping: Duration,
 }
 
-/// Fork `body` as the runner (it gets the write end of its pipe and
-/// should end with `_exit`; if it returns, the runner exits with 127) and feed every frame it writes to
-/// `on_frame`, until the stream ends or `timeout` passes. An error from
-/// `on_frame` kills the group, waits for it, and is returned.
+/// Fork `body` as the runner (it gets the write end of its pipe and the
+/// caller's clock before the fork, and should end with `_exit`; if it
+/// returns, the runner exits with 127) and feed every frame it writes to
+/// `on_frame`, until the stream ends or `timeout` passes. `on_drained` is
+/// called whenever every byte the pipe had has been read and its frames
+/// handed over (before waiting for more, and at the end of the stream), so
+/// that frames passed on elsewhere can be passed on in batches. An error
+/// from either callback kills the group, waits for it, and is returned.
 pub fn supervise(
     timeout: Duration,
     body: impl FnOnce(OwnedFd, Instant),
     on_frame: &mut dyn FnMut(u8, &[u8]) -> anyhow::Result<()>,
+    on_drained: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Supervised> {
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).context("pipe2 for the runner")?;
     let start = Instant::now();
@@ -109,9 +114,20 @@ pub fn supervise(
         }
         loop {
             match reader.fill_from(&mut pipe) {
-                Ok(0) => break 'stream,
+                Ok(0) => {
+                    if let Err(e) = on_drained() {
+                        failure = Some(e);
+                    }
+                    break 'stream;
+                }
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if let Err(e) = on_drained() {
+                        failure = Some(e);
+                        break 'stream;
+                    }
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     failure = Some(anyhow::Error::new(e).context("read the runner pipe"));
@@ -271,7 +287,8 @@ mod tests {
     #[test]
     fn frames_arrive_and_the_runner_is_reaped() {
         setup();
-        let mut seen = Vec::new();
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut drained_after = Vec::new();
         let sup = supervise(
             Duration::from_secs(20),
             |fd, _| {
@@ -285,7 +302,11 @@ mod tests {
                 exit_now(0)
             },
             &mut |kind, payload| {
-                seen.push((kind, payload.to_vec()));
+                seen.borrow_mut().push((kind, payload.to_vec()));
+                Ok(())
+            },
+            &mut || {
+                drained_after.push(seen.borrow().len());
                 Ok(())
             },
         )
@@ -296,9 +317,13 @@ mod tests {
             "{:?}",
             sup.status
         );
+        let seen = seen.into_inner();
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[2], (KIND_STEP, vec![2]));
         assert_eq!(seen[3].0, KIND_DONE);
+        // Told when the pipe ran dry, the last time at the end of the
+        // stream with every frame handed over.
+        assert_eq!(drained_after.last(), Some(&4));
     }
 
     #[test]
@@ -321,6 +346,7 @@ mod tests {
                 }
             },
             &mut |_, _| Ok(()),
+            &mut || Ok(()),
         )
         .unwrap();
         assert!(sup.timed_out);
@@ -352,6 +378,7 @@ mod tests {
                 fault = Some(FaultRecord::from_payload(payload)?);
                 Ok(())
             },
+            &mut || Ok(()),
         )
         .unwrap();
         let fault = fault.expect("a fault frame");
@@ -377,6 +404,7 @@ mod tests {
                 }
             },
             &mut |_, _| anyhow::bail!("sink is full"),
+            &mut || Ok(()),
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "sink is full");

@@ -413,7 +413,10 @@ pub fn run_program_encoded(
             Ok(())
         },
     )?;
-    timing.sink_ns += flush_ns.get();
+    // What a stream cut short (timeout) left batched.
+    let t = std::time::Instant::now();
+    sink.borrow_mut().flush()?;
+    timing.sink_ns += flush_ns.get() + t.elapsed().as_nanos() as u64;
     timing.total_ns = supervised.elapsed.as_nanos() as u64;
     timing.reap_ns = supervised.reaping.as_nanos() as u64;
     if let Some(at) = done_at {

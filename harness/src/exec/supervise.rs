@@ -148,6 +148,13 @@ pub fn supervise(
                     break 'stream;
                 }
             }
+            // A runner that writes as fast as it is read (it runs at a
+            // higher priority than the caller: `runner::run_ahead_of_the_caller`)
+            // must not keep the caller from its deadline.
+            if Instant::now() >= deadline {
+                timed_out = true;
+                break 'stream;
+            }
         }
     }
     let stream_end = Instant::now();
@@ -356,6 +363,33 @@ mod tests {
             Some(WaitStatus::Signaled(_, Signal::SIGKILL, _))
         ));
         assert_eq!(sup.orphans_reaped, 1, "the grandchild is reaped too");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_runner_that_never_stops_writing_is_killed_at_the_deadline() {
+        setup();
+        let start = Instant::now();
+        let mut frames = 0u64;
+        let sup = supervise(
+            Duration::from_millis(300),
+            |fd, _| {
+                let mut out = File::from(fd);
+                let mut buf = Vec::new();
+                frame::encode(KIND_STEP, &[7u8; 64][..], &mut buf).unwrap();
+                loop {
+                    let _ = out.write_all(&buf);
+                }
+            },
+            &mut |_, _| {
+                frames += 1;
+                Ok(())
+            },
+            &mut || Ok(()),
+        )
+        .unwrap();
+        assert!(sup.timed_out);
+        assert!(frames > 0);
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 

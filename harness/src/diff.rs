@@ -104,6 +104,51 @@ pub struct DiffRun {
     pub console: Option<String>,
 }
 
+/// What a run says, from the oracle's verdict and how the kernel side
+/// ended; also the console lines of a crash or incident.
+///
+/// A disturbed run (pages moved by something outside the program:
+/// khugepaged, compaction, migration, reclaim; `docs/oracle.md`) is poisoned
+/// whatever the comparison found: its divergence is explained by the
+/// disturbance (khugepaged collapsing a range the program had made all
+/// present and exclusive gives every page a new pfn and folio), so it is
+/// counted, not reported. Otherwise a divergence at a step the kernel
+/// reported is the first thing that went wrong, even if the kernel crashed
+/// later.
+pub fn outcome_of(
+    verdict: Verdict,
+    end: &RunEnd,
+    incidents: &[CrashReport],
+) -> (Outcome, Option<String>) {
+    match (verdict, end) {
+        (_, RunEnd::Finished(summary)) if !summary.disturbance.is_quiet() => {
+            (Outcome::Disturbed(summary.disturbance.clone()), None)
+        }
+        (Verdict::Diverged(d), _) => (Outcome::Diverged(d), None),
+        (_, RunEnd::Crashed(c)) => (Outcome::Crashed(c.clone()), Some(c.excerpt.clone())),
+        (_, RunEnd::Failed(msg)) => (Outcome::AgentError(msg.clone()), None),
+        (verdict, RunEnd::Finished(summary)) => {
+            if let Some(first) = incidents.first() {
+                (
+                    Outcome::Incident(first.clone()),
+                    Some(first.excerpt.clone()),
+                )
+            } else if let Verdict::Poisoned { step, reason } = verdict {
+                (Outcome::Poisoned { step, reason }, None)
+            } else if let Some(stop) = &summary.stopped {
+                (Outcome::AgentError(stop.to_string()), None)
+            } else {
+                let outcome = match &summary.reset {
+                    Some(r) if !r.ok => Outcome::ResetFailed(r.clone()),
+                    None => Outcome::AgentError("run processes could not be reaped".into()),
+                    _ => Outcome::Match,
+                };
+                (outcome, None)
+            }
+        }
+    }
+}
+
 /// Run `program` on the guest and on the model of `profile`, and compare.
 pub fn run_diff(
     guest: &mut Guest,
@@ -115,35 +160,7 @@ pub fn run_diff(
     let kernel = run.trace();
     let model = run_model(program, profile);
     let (verdict, stats) = compare(program, &model, &kernel);
-    let mut console = None;
-    let outcome = match (verdict, &run.end) {
-        // A divergence at a step the kernel reported is the first thing
-        // that went wrong, even if the kernel crashed later.
-        (Verdict::Diverged(d), _) => Outcome::Diverged(d),
-        (_, RunEnd::Crashed(c)) => {
-            console = Some(c.excerpt.clone());
-            Outcome::Crashed(c.clone())
-        }
-        (_, RunEnd::Failed(msg)) => Outcome::AgentError(msg.clone()),
-        (verdict, RunEnd::Finished(summary)) => {
-            if !summary.disturbance.is_quiet() {
-                Outcome::Disturbed(summary.disturbance.clone())
-            } else if let Some(first) = run.incidents.first() {
-                console = Some(first.excerpt.clone());
-                Outcome::Incident(first.clone())
-            } else if let Verdict::Poisoned { step, reason } = verdict {
-                Outcome::Poisoned { step, reason }
-            } else if let Some(stop) = &summary.stopped {
-                Outcome::AgentError(stop.to_string())
-            } else {
-                match &summary.reset {
-                    Some(r) if !r.ok => Outcome::ResetFailed(r.clone()),
-                    None => Outcome::AgentError("run processes could not be reaped".into()),
-                    _ => Outcome::Match,
-                }
-            }
-        }
-    };
+    let (outcome, console) = outcome_of(verdict, &run.end, &run.incidents);
     Ok(DiffRun {
         outcome,
         stats,
@@ -152,4 +169,52 @@ pub fn run_diff(
         wall: run.wall,
         console,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::{RunSummary, Timing};
+
+    fn finished(disturbance: Disturbance) -> RunEnd {
+        RunEnd::Finished(RunSummary {
+            steps_run: 15,
+            steps_total: 15,
+            stopped: None,
+            reset: Some(ResetCheck {
+                pins_acquired: 0,
+                pins_released: 0,
+                module_pages_held: Some(0),
+                ok: true,
+            }),
+            disturbance,
+            timing: Timing::default(),
+        })
+    }
+
+    fn diverged() -> Verdict {
+        Verdict::Diverged(Divergence {
+            step: 14,
+            title: "diverge: madvise(nohugepage) on anon-private: identity".into(),
+            differences: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn a_divergence_in_a_disturbed_run_is_poisoned_not_a_finding() {
+        // corpus/regressions/0010: khugepaged collapsed the parent's range
+        // between two steps; every page got a new pfn and folio.
+        let moved = Disturbance {
+            thp_collapse_alloc: 1,
+            ..Disturbance::default()
+        };
+        let (outcome, _) = outcome_of(diverged(), &finished(moved.clone()), &[]);
+        assert_eq!(outcome, Outcome::Disturbed(moved));
+        assert!(!outcome.is_finding());
+        // Undisturbed, the same divergence is a finding.
+        let (outcome, _) = outcome_of(diverged(), &finished(Disturbance::default()), &[]);
+        assert!(matches!(outcome, Outcome::Diverged(_)) && outcome.is_finding());
+        let (outcome, _) = outcome_of(Verdict::Match, &finished(Disturbance::default()), &[]);
+        assert_eq!(outcome, Outcome::Match);
+    }
 }

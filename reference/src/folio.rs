@@ -8,6 +8,8 @@
 //! processes: callers (fault, zap, fork, GUP) decide *what* happens, this
 //! module applies the accounting.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::types::HPAGE_PMD_ORDER;
 use crate::vmstat::VmStat;
 
@@ -29,6 +31,9 @@ pub(crate) const HUGE_ZERO_FIRST: u64 = 2;
 pub(crate) const ZERO_FOLIO: FolioId = 0;
 /// The huge zero folio.
 pub(crate) const HUGE_ZERO_FOLIO: FolioId = 1;
+
+/// The next [`Memory::take_changes`] token.
+static TAKE_TOKENS: AtomicU64 = AtomicU64::new(1);
 
 /// What a folio holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +99,10 @@ impl Folio {
 /// One page.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Page {
-    /// The folio the page belongs to now.
-    pub folio: FolioId,
+    /// The folio the page belongs to now. Private to this module: only
+    /// [`Memory::alloc`] and [`Memory::split_to_order0`] set it, which the
+    /// incremental invariant check relies on (`crate::tracker`).
+    folio: FolioId,
     /// PTE mappings of this page (`page->_mapcount + 1` for a page of a large folio).
     pub pte_maps: i64,
     /// `PageAnonExclusive(page)`.
@@ -122,6 +129,30 @@ pub(crate) struct Memory {
     /// (`u32::MAX` when not live): the invariant check walks only these.
     live_list: Vec<FolioId>,
     live_pos: Vec<u32>,
+    /// Folios changed since the last [`Memory::take_changes`] (each once),
+    /// and per folio id whether it is in that list: every mutation of a
+    /// folio or of one of its pages goes through a method here that
+    /// records it, so the incremental invariant check looks at these alone.
+    changed: Vec<FolioId>,
+    is_changed: Vec<bool>,
+    /// A folio was split since the last [`Memory::take_changes`]: pages
+    /// changed folio, and counts kept per folio id are stale.
+    split_since_taken: bool,
+    /// Set by each [`Memory::take_changes`] to a value unique in the
+    /// process: a taker that remembers it knows whether it took the last
+    /// changes of this memory (or of the one it was cloned from), or
+    /// whether another took some in between.
+    take_token: u64,
+}
+
+/// What changed in [`Memory`] between two [`Memory::take_changes`] calls.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryChanges {
+    /// The folios changed (refcount, mapcounts, pincount, flags, liveness,
+    /// or any field of one of their pages), each once.
+    pub folios: Vec<FolioId>,
+    /// A folio was split: page-to-folio associations changed.
+    pub split: bool,
 }
 
 impl Memory {
@@ -140,6 +171,10 @@ impl Memory {
             freed: Vec::new(),
             live_list: Vec::new(),
             live_pos: Vec::new(),
+            changed: Vec::new(),
+            is_changed: Vec::new(),
+            split_since_taken: false,
+            take_token: 0,
         };
         let zero = mem.alloc(0, FolioKind::Zero);
         let huge_zero = mem.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
@@ -172,8 +207,36 @@ impl Memory {
             live: true,
         });
         self.live_pos.push(u32::MAX);
+        self.is_changed.push(false);
         self.mark_live(id);
+        self.mark_changed(id);
         id
+    }
+
+    /// Record that folio `f` (or one of its pages) changed.
+    fn mark_changed(&mut self, f: FolioId) {
+        let flag = &mut self.is_changed[f as usize];
+        if !*flag {
+            *flag = true;
+            self.changed.push(f);
+        }
+    }
+
+    /// The changes since the last call, into `out` (whose previous
+    /// contents are dropped; its buffer is reused).
+    pub fn take_changes(&mut self, out: &mut MemoryChanges) {
+        out.folios.clear();
+        std::mem::swap(&mut out.folios, &mut self.changed);
+        for &f in &out.folios {
+            self.is_changed[f as usize] = false;
+        }
+        out.split = std::mem::take(&mut self.split_since_taken);
+        self.take_token = TAKE_TOKENS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The token of the last [`Memory::take_changes`] (0: none yet).
+    pub fn last_take(&self) -> u64 {
+        self.take_token
     }
 
     /// The pages freed since the last call, in the order they were freed.
@@ -195,16 +258,18 @@ impl Memory {
     pub fn folio(&self, f: FolioId) -> &Folio {
         &self.folios[f as usize]
     }
-    /// The folio, mutably.
+    /// The folio, mutably (recorded as changed).
     pub fn folio_mut(&mut self, f: FolioId) -> &mut Folio {
+        self.mark_changed(f);
         &mut self.folios[f as usize]
     }
     /// The page.
     pub fn page(&self, p: u64) -> &Page {
         &self.pages[p as usize]
     }
-    /// The page, mutably.
+    /// The page, mutably (its folio recorded as changed).
     pub fn page_mut(&mut self, p: u64) -> &mut Page {
+        self.mark_changed(self.pages[p as usize].folio);
         &mut self.pages[p as usize]
     }
     /// `page_folio()`.
@@ -261,6 +326,7 @@ impl Memory {
 
     /// Add a folio to the live list.
     fn mark_live(&mut self, f: FolioId) {
+        self.mark_changed(f);
         if self.live_pos[f as usize] == u32::MAX {
             self.live_pos[f as usize] = self.live_list.len() as u32;
             self.live_list.push(f);
@@ -269,6 +335,7 @@ impl Memory {
 
     /// Remove a folio from the live list.
     fn mark_dead(&mut self, f: FolioId) {
+        self.mark_changed(f);
         let pos = self.live_pos[f as usize];
         if pos == u32::MAX {
             return;
@@ -278,6 +345,11 @@ impl Memory {
             self.live_pos[moved as usize] = pos;
         }
         self.live_pos[f as usize] = u32::MAX;
+    }
+
+    /// The folio is on the live list ([`Memory::live_folios`]).
+    pub fn is_listed_live(&self, f: FolioId) -> bool {
+        self.live_pos[f as usize] != u32::MAX
     }
 
     /// The live folios, in no particular order.
@@ -447,6 +519,7 @@ impl Memory {
     pub fn split_to_order0(&mut self, f: FolioId) -> Vec<FolioId> {
         let old = self.folio(f).clone();
         debug_assert!(old.is_large() && old.mapcount() == 0);
+        self.split_since_taken = true;
         let mut out = Vec::with_capacity(old.nr_pages() as usize);
         for (i, p) in (old.first..old.first + old.nr_pages()).enumerate() {
             let kind = match old.kind {
@@ -470,15 +543,17 @@ impl Memory {
             };
             let nf = if i == 0 {
                 self.folios[f as usize] = folio;
+                self.mark_changed(f);
                 f
             } else {
                 self.folios.push(folio);
                 self.live_pos.push(u32::MAX);
+                self.is_changed.push(false);
                 let nf = u32::try_from(self.folios.len() - 1).expect("fewer than 2^32 folios");
                 self.mark_live(nf);
                 nf
             };
-            self.page_mut(p).folio = nf;
+            self.pages[p as usize].folio = nf;
             out.push(nf);
         }
         out

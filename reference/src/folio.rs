@@ -272,6 +272,13 @@ impl Memory {
         self.mark_changed(self.pages[p as usize].folio);
         &mut self.pages[p as usize]
     }
+    /// A user store reached page `p` ([`Page::written`]). Not recorded as
+    /// a change: no invariant reads the bit, and a store to every page of a
+    /// THP would otherwise make the next check walk all 512.
+    pub fn set_written(&mut self, p: u64) {
+        self.pages[p as usize].written = true;
+    }
+
     /// `page_folio()`.
     pub fn folio_of(&self, p: u64) -> FolioId {
         self.pages[p as usize].folio

@@ -121,6 +121,14 @@ impl Counts {
         self.touch(f);
     }
 
+    /// Count or uncount one page-cache slot holding `f`.
+    fn cache(&mut self, f: FolioId, d: i64) {
+        if f != NO_FOLIO {
+            self.folios[f as usize].cache += d;
+            self.touch(f);
+        }
+    }
+
     /// Count or uncount the entries of one handle.
     fn handle(&mut self, mem: &Memory, h: &Handle, d: i64) {
         for &p in &h.pages {
@@ -253,7 +261,7 @@ impl InvariantTracker {
         Ok(())
     }
 
-    /// Recount the page caches that changed (a released file holds none).
+    /// Recount the page-cache slots that changed (a released file holds none).
     fn sync_files(&mut self, model: &Model) {
         if self.files.len() < model.files.len() {
             self.files.resize_with(model.files.len(), Vec::new);
@@ -263,18 +271,26 @@ impl InvariantTracker {
             if mirror[..] == *now {
                 continue;
             }
-            for (&f, d) in mirror
-                .iter()
-                .map(|f| (f, -1))
-                .chain(now.iter().map(|f| (f, 1)))
-            {
-                if f != NO_FOLIO {
-                    self.counts.folios[f as usize].cache += d;
-                    self.counts.touch(f);
+            if mirror.len() != now.len() {
+                // Created or released: recount the whole cache.
+                for &f in mirror.iter() {
+                    self.counts.cache(f, -1);
+                }
+                for &f in now {
+                    self.counts.cache(f, 1);
+                }
+                mirror.clear();
+                mirror.extend_from_slice(now);
+                continue;
+            }
+            let stretches = mirror.chunks_mut(PTE_STRETCH).zip(now.chunks(PTE_STRETCH));
+            for (old, new) in stretches.filter(|(old, new)| old != new) {
+                for (o, &n) in old.iter_mut().zip(new).filter(|(o, n)| **o != **n) {
+                    self.counts.cache(*o, -1);
+                    self.counts.cache(n, 1);
+                    *o = n;
                 }
             }
-            mirror.clear();
-            mirror.extend_from_slice(now);
         }
     }
 

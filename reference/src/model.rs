@@ -11,7 +11,7 @@
 
 use crate::errno::Errno;
 use crate::folio::{FileId, FolioId, FolioKind, Memory, ZERO_PAGE};
-use crate::mm::{AnonVma, Mm, Pmd, Vma, pmd_index, pte_index};
+use crate::mm::{AnonVma, Mm, Pmd, Vma, pmd_index, pte_index, zeroed_table};
 use crate::profile::Profile;
 use crate::types::{HPAGE_PMD_NR, HandleId, Pid, ThpMode, Vpn};
 use crate::vmstat::VmStat;
@@ -245,7 +245,7 @@ impl Model {
     /// 512 PTEs of the small zero page. Counts `thp_split_pmd`.
     pub(crate) fn split_pmd(&mut self, pid: Pid, pmd: u64) {
         let entry = self.mm(pid).pmds.get(&pmd).cloned();
-        let mut table = Box::new([0u64; HPAGE_PMD_NR as usize]);
+        let mut table = zeroed_table();
         match entry {
             Some(Pmd::Thp(f)) => {
                 let first = self.mem.folio(f).first;

@@ -37,7 +37,7 @@ use crate::folio::{
     FolioId, FolioKind, GUP_PIN_COUNTING_BIAS, HUGE_ZERO_FIRST, Memory, MemoryChanges,
 };
 use crate::invariants::InvariantViolation;
-use crate::mm::{Mm, Pmd, Pte};
+use crate::mm::{Mm, Pmd, Pte, zeroed_table};
 use crate::model::{Handle, Model, NO_FOLIO};
 use crate::types::{HPAGE_PMD_NR, Vpn};
 
@@ -477,7 +477,7 @@ fn adopt(
 ) -> Result<(), Failed> {
     *slot = match now {
         Pmd::Table(t) => {
-            let mut ptes = Box::new([0; HPAGE_PMD_NR as usize]);
+            let mut ptes = zeroed_table();
             let mut used = [0; TABLE_WORDS];
             diff_table(mm, pmd, &mut ptes, &mut used, t, c, mem)?;
             Entry::Table { ptes, used }

@@ -135,11 +135,15 @@ impl Model {
                         } else {
                             FaultKind::Read
                         };
-                        self.handle_mm_fault(pid, vpn, kind);
+                        self.handle_mm_fault(pid, &v, vpn, kind);
                     }
-                    Follow::Unshare => self.handle_mm_fault(pid, vpn, FaultKind::Unshare),
+                    Follow::Unshare => self.handle_mm_fault(pid, &v, vpn, FaultKind::Unshare),
                 }
             };
+            if tries > 1 && v.anon_vma.is_none() {
+                // The fault may have prepared one: look the VMA up again.
+                vma = None;
+            }
             // A PMD leaf is taken in one step: this page and the rest of the
             // leaf that the range covers (`page_increm`).
             let take = leaf_pages.min(end - vpn);

@@ -180,7 +180,7 @@ impl Model {
         let mut i = 0;
         while i < npages {
             let vpn = start + i;
-            let Some(vma) = self.vma_at(pid, vpn) else {
+            let Some(mut vma) = self.vma_at(pid, vpn) else {
                 return Err(Segv { at: i });
             };
             let allowed = match access {
@@ -217,7 +217,11 @@ impl Model {
                         Access::Read => FaultKind::Read,
                         Access::Write => FaultKind::Write,
                     };
-                    self.handle_mm_fault(pid, v, kind);
+                    self.handle_mm_fault(pid, &vma, v, kind);
+                    if vma.anon_vma.is_none() {
+                        // The fault may have prepared one: keep the copy current.
+                        vma = self.vma_at(pid, v).expect("a fault keeps the VMA");
+                    }
                 }
                 if access == Access::Write {
                     // The executor stores a non-zero byte.

@@ -160,12 +160,7 @@ impl Memory {
     pub fn new(pincount_min_order: u8, deferred_split_on_any_unmap: bool) -> Memory {
         let mut mem = Memory {
             folios: Vec::new(),
-            pages: vec![Page {
-                folio: u32::MAX,
-                pte_maps: 0,
-                anon_exclusive: false,
-                written: false,
-            }],
+            pages: Vec::new(),
             pincount_min_order,
             deferred_split_on_any_unmap,
             freed: Vec::new(),
@@ -176,11 +171,48 @@ impl Memory {
             split_since_taken: false,
             take_token: 0,
         };
-        let zero = mem.alloc(0, FolioKind::Zero);
-        let huge_zero = mem.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
-        debug_assert_eq!((zero, huge_zero), (ZERO_FOLIO, HUGE_ZERO_FOLIO));
-        debug_assert_eq!(mem.folios[HUGE_ZERO_FOLIO as usize].first, HUGE_ZERO_FIRST);
+        mem.reset(pincount_min_order, deferred_split_on_any_unmap);
         mem
+    }
+
+    /// Back to what [`Memory::new`] returns, keeping the buffers (a fuzzer
+    /// runs one model per input: reusing them spares the allocator).
+    pub fn reset(&mut self, pincount_min_order: u8, deferred_split_on_any_unmap: bool) {
+        // Every field, so that a new one cannot be forgotten here.
+        let Memory {
+            folios,
+            pages,
+            pincount_min_order: min_order,
+            deferred_split_on_any_unmap: any_unmap,
+            freed,
+            live_list,
+            live_pos,
+            changed,
+            is_changed,
+            split_since_taken,
+            take_token,
+        } = self;
+        folios.clear();
+        pages.clear();
+        *min_order = pincount_min_order;
+        *any_unmap = deferred_split_on_any_unmap;
+        freed.clear();
+        live_list.clear();
+        live_pos.clear();
+        changed.clear();
+        is_changed.clear();
+        *split_since_taken = false;
+        *take_token = 0;
+        pages.push(Page {
+            folio: u32::MAX,
+            pte_maps: 0,
+            anon_exclusive: false,
+            written: false,
+        });
+        let zero = self.alloc(0, FolioKind::Zero);
+        let huge_zero = self.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
+        debug_assert_eq!((zero, huge_zero), (ZERO_FOLIO, HUGE_ZERO_FOLIO));
+        debug_assert_eq!(self.folios[HUGE_ZERO_FOLIO as usize].first, HUGE_ZERO_FIRST);
     }
 
     /// A new folio of `order` with refcount 1 (the allocation's reference,

@@ -129,6 +129,43 @@ impl Model {
         }
     }
 
+    /// Back to what [`Model::new`] returns for `profile` and `config`,
+    /// keeping the buffers of the folio and page arrays (a fuzzer runs one
+    /// model per input: reusing them spares the allocator).
+    pub fn reset(&mut self, profile: Profile, config: Config) {
+        // Every field, so that a new one cannot be forgotten here.
+        let Model {
+            profile: p,
+            config: c,
+            mem,
+            mms,
+            files,
+            handles,
+            vmstat,
+            nondet,
+            pages_held,
+            live_handle_count,
+            next_anon_vma,
+            next_vma_seq,
+        } = self;
+        *p = profile;
+        *c = config;
+        mem.reset(
+            profile.pincount_min_order,
+            profile.deferred_split_on_any_unmap,
+        );
+        mms.clear();
+        mms.push(Mm::new());
+        files.clear();
+        handles.clear();
+        *vmstat = VmStat::default();
+        nondet.clear();
+        *pages_held = 0;
+        *live_handle_count = 0;
+        *next_anon_vma = 0;
+        *next_vma_seq = 0;
+    }
+
     /// The kernel profile.
     pub fn profile(&self) -> Profile {
         self.profile

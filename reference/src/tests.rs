@@ -615,3 +615,15 @@ fn tracked_invariant_check_reports_what_the_exact_one_does() {
         assert_eq!(sound.check_invariants_tracked(&mut other), Ok(()), "{what}");
     }
 }
+
+#[test]
+fn reset_model_is_a_new_one() {
+    let mut m = busy_model();
+    let config = Config {
+        thp: ThpMode::Madvise,
+        use_zero_page: false,
+    };
+    m.reset(Profile::LINUX_6_1, config);
+    let new = Model::new(Profile::LINUX_6_1, config);
+    assert_eq!(format!("{m:?}"), format!("{new:?}"));
+}

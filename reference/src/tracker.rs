@@ -202,14 +202,35 @@ impl Model {
 
 impl InvariantTracker {
     /// Forget every count and mirror, and list every folio for checking:
-    /// the next sync counts the model from scratch.
+    /// the next sync counts the model from scratch. The buffers are kept.
     fn recount_all(&mut self, model: &Model) {
-        let changes = std::mem::take(&mut self.changes);
-        *self = InvariantTracker {
-            synced: self.synced,
-            changes,
-            ..InvariantTracker::default()
-        };
+        // Every field but `synced` and `changes`, so that a new one cannot
+        // be forgotten here.
+        let InvariantTracker {
+            synced: _,
+            counts,
+            mms,
+            files,
+            handles,
+            changes: _,
+        } = self;
+        let Counts {
+            folios,
+            page_ptes,
+            page_pins,
+            pins_held,
+            touched,
+            is_touched,
+        } = counts;
+        folios.clear();
+        page_ptes.clear();
+        page_pins.clear();
+        *pins_held = 0;
+        touched.clear();
+        is_touched.clear();
+        mms.clear();
+        files.clear();
+        handles.clear();
         self.grow(model);
         for f in 0..model.mem.folio_count() as FolioId {
             self.counts.touch(f);

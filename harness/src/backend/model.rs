@@ -147,6 +147,19 @@ impl ModelExec {
         }
     }
 
+    /// Start `program` afresh on a model of `profile`, as
+    /// [`ModelExec::new`] would, reusing this one's buffers (the fuzz
+    /// targets run one program per input).
+    pub fn reset(&mut self, program: &Program, profile: Profile) {
+        let config = Config {
+            thp: program.header.thp,
+            use_zero_page: program.header.use_zero_page,
+        };
+        self.model.reset(profile, config);
+        self.scope = Scope::new();
+        // The tracker sees a model it did not check last and recounts.
+    }
+
     /// Execute one step; returns what the kernel would return.
     pub fn step(&mut self, step: &crate::op::Step) -> OpResult {
         apply(&mut self.model, &mut self.scope, step.proc, &step.op)

@@ -181,10 +181,10 @@ impl Model {
     ) -> Result<(), InvariantViolation> {
         let missed = tracker.synced != Some(self.mem.last_take());
         self.mem.take_changes(&mut tracker.changes);
-        tracker.synced = Some(self.mem.last_take());
         if missed || tracker.changes.split {
             tracker.recount_all(self);
         }
+        tracker.synced = Some(self.mem.last_take());
         match tracker.sync_and_check(self) {
             Ok(()) => Ok(()),
             Err(what) => {
@@ -202,18 +202,30 @@ impl Model {
 
 impl InvariantTracker {
     /// Forget every count and mirror, and list every folio for checking:
-    /// the next sync counts the model from scratch. The buffers are kept.
+    /// the next sync counts the model from scratch.
     fn recount_all(&mut self, model: &Model) {
-        // Every field but `synced` and `changes`, so that a new one cannot
-        // be forgotten here.
+        self.clear();
+        self.grow(model);
+        for f in 0..model.mem.folio_count() as FolioId {
+            self.counts.touch(f);
+        }
+    }
+
+    /// Forget every count and mirror (the next check recounts whatever
+    /// model it is given), keeping the buffers of the counts.
+    pub fn clear(&mut self) {
+        // Every field, so that a new one cannot be forgotten here.
         let InvariantTracker {
-            synced: _,
+            synced,
             counts,
             mms,
             files,
             handles,
-            changes: _,
+            changes,
         } = self;
+        *synced = None;
+        changes.folios.clear();
+        changes.split = false;
         let Counts {
             folios,
             page_ptes,
@@ -231,10 +243,6 @@ impl InvariantTracker {
         mms.clear();
         files.clear();
         handles.clear();
-        self.grow(model);
-        for f in 0..model.mem.folio_count() as FolioId {
-            self.counts.touch(f);
-        }
     }
 
     /// Size the per-folio and per-page counts to the model's ids.

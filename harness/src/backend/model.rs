@@ -157,7 +157,7 @@ impl ModelExec {
         };
         self.model.reset(profile, config);
         self.scope = Scope::new();
-        // The tracker sees a model it did not check last and recounts.
+        self.tracker.clear();
     }
 
     /// Execute one step; returns what the kernel would return.

@@ -25,8 +25,12 @@
 //! - A folio is checked when its accounting or the references to it
 //!   changed; any other folio passed the previous check with the same
 //!   inputs. Page-to-folio links change only in a folio split (`Page::folio`
-//!   is private to `folio.rs`), after which everything is recounted, as it
-//!   is on the first check and after a check that failed or missed changes.
+//!   is private to `folio.rs`; a folio's `first` and `order` are set only
+//!   by `Memory::alloc` and `Memory::split_to_order0`), after which
+//!   everything is recounted, as it is on the first check and after a
+//!   check that failed or missed changes. So a folio's pages are exactly
+//!   the pages whose folio it is, which per-folio counts and per-page walks
+//!   both rely on.
 //! - The global properties (dead processes, vmstat) are checked every time;
 //!   coverage of PTEs and THP leaves by VMAs is rechecked for the entries
 //!   that changed, and for a whole address space when its VMAs changed.

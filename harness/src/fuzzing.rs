@@ -5,6 +5,8 @@
 //! panics with a readable report (the program text and what broke) when the
 //! property fails: libFuzzer and AFL record a panic as a crash.
 
+use std::cell::RefCell;
+
 use reference::Profile;
 
 use crate::backend::{ModelExec, run_model};
@@ -40,9 +42,30 @@ pub fn profile_of(data: &[u8]) -> Profile {
 /// On a broken invariant (or a panic inside the model): both are model
 /// bugs, and the panic message holds the program.
 pub fn check_model(data: &[u8]) {
+    thread_local! {
+        /// The previous input's executor: its buffers are reused.
+        static EXEC: RefCell<Option<ModelExec>> = const { RefCell::new(None) };
+    }
     let program = program_of(data);
     let profile = profile_of(data);
-    let mut exec = ModelExec::new(&program, profile);
+    EXEC.with_borrow_mut(|slot| {
+        let exec = match slot {
+            Some(exec) => {
+                exec.reset(&program, profile);
+                exec
+            }
+            None => slot.insert(ModelExec::new(&program, profile)),
+        };
+        run_checked(exec, &program, profile);
+        // Free what this input allocated beyond the reused buffers before
+        // returning: libFuzzer suspects a leak (and reruns the input under
+        // LeakSanitizer) when an input mallocs more than it frees.
+        exec.reset(&program, profile);
+    });
+}
+
+/// Run `program` on `exec` (fresh), checking invariants after every step.
+fn run_checked(exec: &mut ModelExec, program: &Program, profile: Profile) {
     for (i, step) in program.steps.iter().enumerate() {
         exec.step(step);
         if let Err(e) = exec.check_invariants() {

@@ -27,10 +27,14 @@ pub(crate) enum FaultKind {
 }
 
 impl Model {
-    /// `mm/memory.c: __handle_mm_fault()` at `vpn` of `pid`, which must be
-    /// inside a VMA.
-    pub(crate) fn handle_mm_fault(&mut self, pid: Pid, vpn: Vpn, kind: FaultKind) {
-        let vma = self.vma_at(pid, vpn).expect("faults happen inside a VMA");
+    /// `mm/memory.c: handle_mm_fault()` at `vpn` of `pid`, inside `vma`
+    /// (the caller's copy, as the kernel's callers pass the VMA they
+    /// found). Its `anon_vma` may be out of date (an earlier fault prepared
+    /// one): the fault paths then call `anon_vma_prepare()`, which finds the
+    /// VMA's own and keeps it.
+    pub(crate) fn handle_mm_fault(&mut self, pid: Pid, vma: &Vma, vpn: Vpn, kind: FaultKind) {
+        debug_assert!(vma.start <= vpn && vpn < vma.end);
+        let vma = *vma;
         let pmd = pmd_index(vpn);
         match self.mm(pid).pmds.get(&pmd) {
             None => {

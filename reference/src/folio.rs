@@ -8,6 +8,8 @@
 //! processes: callers (fault, zap, fork, GUP) decide *what* happens, this
 //! module applies the accounting.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::types::HPAGE_PMD_ORDER;
 use crate::vmstat::VmStat;
 
@@ -29,6 +31,9 @@ pub(crate) const HUGE_ZERO_FIRST: u64 = 2;
 pub(crate) const ZERO_FOLIO: FolioId = 0;
 /// The huge zero folio.
 pub(crate) const HUGE_ZERO_FOLIO: FolioId = 1;
+
+/// The next [`Memory::take_changes`] token.
+static TAKE_TOKENS: AtomicU64 = AtomicU64::new(1);
 
 /// What a folio holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +99,10 @@ impl Folio {
 /// One page.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Page {
-    /// The folio the page belongs to now.
-    pub folio: FolioId,
+    /// The folio the page belongs to now. Private to this module: only
+    /// [`Memory::alloc`] and [`Memory::split_to_order0`] set it, which the
+    /// incremental invariant check relies on (`crate::tracker`).
+    folio: FolioId,
     /// PTE mappings of this page (`page->_mapcount + 1` for a page of a large folio).
     pub pte_maps: i64,
     /// `PageAnonExclusive(page)`.
@@ -122,6 +129,30 @@ pub(crate) struct Memory {
     /// (`u32::MAX` when not live): the invariant check walks only these.
     live_list: Vec<FolioId>,
     live_pos: Vec<u32>,
+    /// Folios changed since the last [`Memory::take_changes`] (each once),
+    /// and per folio id whether it is in that list: every mutation of a
+    /// folio or of one of its pages goes through a method here that
+    /// records it, so the incremental invariant check looks at these alone.
+    changed: Vec<FolioId>,
+    is_changed: Vec<bool>,
+    /// A folio was split since the last [`Memory::take_changes`]: pages
+    /// changed folio, and counts kept per folio id are stale.
+    split_since_taken: bool,
+    /// Set by each [`Memory::take_changes`] to a value unique in the
+    /// process: a taker that remembers it knows whether it took the last
+    /// changes of this memory (or of the one it was cloned from), or
+    /// whether another took some in between.
+    take_token: u64,
+}
+
+/// What changed in [`Memory`] between two [`Memory::take_changes`] calls.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryChanges {
+    /// The folios changed (refcount, mapcounts, pincount, flags, liveness,
+    /// or any field of one of their pages), each once.
+    pub folios: Vec<FolioId>,
+    /// A folio was split: page-to-folio associations changed.
+    pub split: bool,
 }
 
 impl Memory {
@@ -129,23 +160,59 @@ impl Memory {
     pub fn new(pincount_min_order: u8, deferred_split_on_any_unmap: bool) -> Memory {
         let mut mem = Memory {
             folios: Vec::new(),
-            pages: vec![Page {
-                folio: u32::MAX,
-                pte_maps: 0,
-                anon_exclusive: false,
-                written: false,
-            }],
+            pages: Vec::new(),
             pincount_min_order,
             deferred_split_on_any_unmap,
             freed: Vec::new(),
             live_list: Vec::new(),
             live_pos: Vec::new(),
+            changed: Vec::new(),
+            is_changed: Vec::new(),
+            split_since_taken: false,
+            take_token: 0,
         };
-        let zero = mem.alloc(0, FolioKind::Zero);
-        let huge_zero = mem.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
-        debug_assert_eq!((zero, huge_zero), (ZERO_FOLIO, HUGE_ZERO_FOLIO));
-        debug_assert_eq!(mem.folios[HUGE_ZERO_FOLIO as usize].first, HUGE_ZERO_FIRST);
+        mem.reset(pincount_min_order, deferred_split_on_any_unmap);
         mem
+    }
+
+    /// Back to what [`Memory::new`] returns, keeping the buffers (a fuzzer
+    /// runs one model per input: reusing them spares the allocator).
+    pub fn reset(&mut self, pincount_min_order: u8, deferred_split_on_any_unmap: bool) {
+        // Every field, so that a new one cannot be forgotten here.
+        let Memory {
+            folios,
+            pages,
+            pincount_min_order: min_order,
+            deferred_split_on_any_unmap: any_unmap,
+            freed,
+            live_list,
+            live_pos,
+            changed,
+            is_changed,
+            split_since_taken,
+            take_token,
+        } = self;
+        folios.clear();
+        pages.clear();
+        *min_order = pincount_min_order;
+        *any_unmap = deferred_split_on_any_unmap;
+        freed.clear();
+        live_list.clear();
+        live_pos.clear();
+        changed.clear();
+        is_changed.clear();
+        *split_since_taken = false;
+        *take_token = 0;
+        pages.push(Page {
+            folio: u32::MAX,
+            pte_maps: 0,
+            anon_exclusive: false,
+            written: false,
+        });
+        let zero = self.alloc(0, FolioKind::Zero);
+        let huge_zero = self.alloc(HPAGE_PMD_ORDER, FolioKind::HugeZero);
+        debug_assert_eq!((zero, huge_zero), (ZERO_FOLIO, HUGE_ZERO_FOLIO));
+        debug_assert_eq!(self.folios[HUGE_ZERO_FOLIO as usize].first, HUGE_ZERO_FIRST);
     }
 
     /// A new folio of `order` with refcount 1 (the allocation's reference,
@@ -172,8 +239,36 @@ impl Memory {
             live: true,
         });
         self.live_pos.push(u32::MAX);
+        self.is_changed.push(false);
         self.mark_live(id);
+        self.mark_changed(id);
         id
+    }
+
+    /// Record that folio `f` (or one of its pages) changed.
+    fn mark_changed(&mut self, f: FolioId) {
+        let flag = &mut self.is_changed[f as usize];
+        if !*flag {
+            *flag = true;
+            self.changed.push(f);
+        }
+    }
+
+    /// The changes since the last call, into `out` (whose previous
+    /// contents are dropped; its buffer is reused).
+    pub fn take_changes(&mut self, out: &mut MemoryChanges) {
+        out.folios.clear();
+        std::mem::swap(&mut out.folios, &mut self.changed);
+        for &f in &out.folios {
+            self.is_changed[f as usize] = false;
+        }
+        out.split = std::mem::take(&mut self.split_since_taken);
+        self.take_token = TAKE_TOKENS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The token of the last [`Memory::take_changes`] (0: none yet).
+    pub fn last_take(&self) -> u64 {
+        self.take_token
     }
 
     /// The pages freed since the last call, in the order they were freed.
@@ -195,18 +290,27 @@ impl Memory {
     pub fn folio(&self, f: FolioId) -> &Folio {
         &self.folios[f as usize]
     }
-    /// The folio, mutably.
+    /// The folio, mutably (recorded as changed).
     pub fn folio_mut(&mut self, f: FolioId) -> &mut Folio {
+        self.mark_changed(f);
         &mut self.folios[f as usize]
     }
     /// The page.
     pub fn page(&self, p: u64) -> &Page {
         &self.pages[p as usize]
     }
-    /// The page, mutably.
+    /// The page, mutably (its folio recorded as changed).
     pub fn page_mut(&mut self, p: u64) -> &mut Page {
+        self.mark_changed(self.pages[p as usize].folio);
         &mut self.pages[p as usize]
     }
+    /// A user store reached page `p` ([`Page::written`]). Not recorded as
+    /// a change: no invariant reads the bit, and a store to every page of a
+    /// THP would otherwise make the next check walk all 512.
+    pub fn set_written(&mut self, p: u64) {
+        self.pages[p as usize].written = true;
+    }
+
     /// `page_folio()`.
     pub fn folio_of(&self, p: u64) -> FolioId {
         self.pages[p as usize].folio
@@ -261,6 +365,7 @@ impl Memory {
 
     /// Add a folio to the live list.
     fn mark_live(&mut self, f: FolioId) {
+        self.mark_changed(f);
         if self.live_pos[f as usize] == u32::MAX {
             self.live_pos[f as usize] = self.live_list.len() as u32;
             self.live_list.push(f);
@@ -269,6 +374,7 @@ impl Memory {
 
     /// Remove a folio from the live list.
     fn mark_dead(&mut self, f: FolioId) {
+        self.mark_changed(f);
         let pos = self.live_pos[f as usize];
         if pos == u32::MAX {
             return;
@@ -278,6 +384,11 @@ impl Memory {
             self.live_pos[moved as usize] = pos;
         }
         self.live_pos[f as usize] = u32::MAX;
+    }
+
+    /// The folio is on the live list ([`Memory::live_folios`]).
+    pub fn is_listed_live(&self, f: FolioId) -> bool {
+        self.live_pos[f as usize] != u32::MAX
     }
 
     /// The live folios, in no particular order.
@@ -447,6 +558,7 @@ impl Memory {
     pub fn split_to_order0(&mut self, f: FolioId) -> Vec<FolioId> {
         let old = self.folio(f).clone();
         debug_assert!(old.is_large() && old.mapcount() == 0);
+        self.split_since_taken = true;
         let mut out = Vec::with_capacity(old.nr_pages() as usize);
         for (i, p) in (old.first..old.first + old.nr_pages()).enumerate() {
             let kind = match old.kind {
@@ -470,15 +582,17 @@ impl Memory {
             };
             let nf = if i == 0 {
                 self.folios[f as usize] = folio;
+                self.mark_changed(f);
                 f
             } else {
                 self.folios.push(folio);
                 self.live_pos.push(u32::MAX);
+                self.is_changed.push(false);
                 let nf = u32::try_from(self.folios.len() - 1).expect("fewer than 2^32 folios");
                 self.mark_live(nf);
                 nf
             };
-            self.page_mut(p).folio = nf;
+            self.pages[p as usize].folio = nf;
             out.push(nf);
         }
         out

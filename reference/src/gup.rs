@@ -14,7 +14,7 @@
 use crate::errno::Errno;
 use crate::fault::FaultKind;
 use crate::folio::{FolioKind, HUGE_ZERO_FIRST};
-use crate::mm::{Mapped, Vma};
+use crate::mm::{Mapped, Pmd, Vma, pmd_index, pte_index};
 use crate::model::{Handle, Model};
 use crate::types::{Foll, GupApi, HPAGE_PMD_NR, HandleId, Pid, Release, Vpn};
 
@@ -119,6 +119,10 @@ impl Model {
                 vma = Some(v);
             }
             let v = vma.expect("set above");
+            vpn = self.take_present_ptes(pid, &v, vpn..end.min(v.end), foll, pin, pages);
+            if vpn >= v.end || vpn == end {
+                continue;
+            }
             let mut tries = 0;
             let (page, leaf_pages) = loop {
                 tries += 1;
@@ -131,11 +135,15 @@ impl Model {
                         } else {
                             FaultKind::Read
                         };
-                        self.handle_mm_fault(pid, vpn, kind);
+                        self.handle_mm_fault(pid, &v, vpn, kind);
                     }
-                    Follow::Unshare => self.handle_mm_fault(pid, vpn, FaultKind::Unshare),
+                    Follow::Unshare => self.handle_mm_fault(pid, &v, vpn, FaultKind::Unshare),
                 }
             };
+            if tries > 1 && v.anon_vma.is_none() {
+                // The fault may have prepared one: look the VMA up again.
+                vma = None;
+            }
             // A PMD leaf is taken in one step: this page and the rest of the
             // leaf that the range covers (`page_increm`).
             let take = leaf_pages.min(end - vpn);
@@ -221,6 +229,20 @@ impl Model {
             }
             Mapped::PmdHugeZero(i) => (HUGE_ZERO_FIRST + i, HPAGE_PMD_NR - i, HUGE_ZERO_FIRST),
         };
+        if self.can_follow(vma, page, checked, foll, pin) {
+            Follow::Page { page, leaf_pages }
+        } else if foll.contains(Foll::WRITE) && !vma.kind.is_shared() {
+            Follow::Fault
+        } else {
+            Follow::Unshare
+        }
+    }
+
+    /// `page`, mapped in `vma` with `checked` the page whose
+    /// `PageAnonExclusive()` counts, can be taken as asked without a fault:
+    /// false means a write fault for a FOLL_WRITE in a private mapping, an
+    /// unshare fault otherwise.
+    fn can_follow(&self, vma: &Vma, page: u64, checked: u64, foll: Foll, pin: bool) -> bool {
         let anon = self.mem.folio(self.mem.folio_of(page)).kind == FolioKind::Anon;
         let exclusive = anon && self.mem.page(checked).anon_exclusive;
         // can_follow_write_pte/pmd(): a private mapping's PTE is writable
@@ -229,12 +251,46 @@ impl Model {
         // In a shared mapping a write fault changes no page, so following
         // or faulting first makes no difference the model can see.
         if foll.contains(Foll::WRITE) && !vma.kind.is_shared() && !exclusive {
-            return Follow::Fault;
+            return false;
         }
-        if pin && !foll.contains(Foll::WRITE) && self.must_unshare(vma, anon, exclusive, foll) {
-            return Follow::Unshare;
+        !(pin && !foll.contains(Foll::WRITE) && self.must_unshare(vma, anon, exclusive, foll))
+    }
+
+    /// Take the pages of `range` (inside `vma`) that present PTEs of its
+    /// first page's table map and [`Model::can_follow`] allows, up to the
+    /// first that needs more, in one walk over the table; returns that
+    /// first page. What `get_user_pages` does page by page, without a
+    /// page-table lookup per page.
+    fn take_present_ptes(
+        &mut self,
+        pid: Pid,
+        vma: &Vma,
+        range: std::ops::Range<Vpn>,
+        foll: Foll,
+        pin: bool,
+        pages: &mut Vec<u64>,
+    ) -> Vpn {
+        let vpn = range.start;
+        let Some(Pmd::Table(table)) = self.mms[pid.0 as usize].pmds.get(&pmd_index(vpn)) else {
+            return vpn;
+        };
+        let first = pte_index(vpn);
+        let last = range.end.min((vpn | (HPAGE_PMD_NR - 1)) + 1);
+        let mut v = vpn;
+        for &p in &table[first..first + (last - vpn) as usize] {
+            if p == 0 || !self.can_follow(vma, p, p, foll, pin) {
+                break;
+            }
+            let f = self.mem.folio_of(p);
+            if pin {
+                self.mem.pin(f, 1, &mut self.vmstat);
+            } else {
+                self.mem.get(f, 1);
+            }
+            pages.push(p);
+            v += 1;
         }
-        Follow::Page { page, leaf_pages }
+        v
     }
 
     /// `PageAnonExclusive()` of the page mapped at `vpn`, as the fault and

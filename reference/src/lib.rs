@@ -34,6 +34,7 @@ mod page;
 mod profile;
 mod split;
 mod syscalls;
+mod tracker;
 mod types;
 mod view;
 mod vmstat;
@@ -46,6 +47,7 @@ pub use model::{Config, Model, Nondet};
 pub use page::PageView;
 pub use profile::Profile;
 pub use syscalls::Segv;
+pub use tracker::InvariantTracker;
 pub use types::*;
 pub use vmstat::VmStat;
 

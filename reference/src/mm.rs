@@ -110,8 +110,18 @@ pub(crate) enum Pmd {
 impl Pmd {
     /// An empty page table.
     pub fn empty_table() -> Pmd {
-        Pmd::Table(Box::new([0; HPAGE_PMD_NR as usize]))
+        Pmd::Table(zeroed_table())
     }
+}
+
+/// A page table of `pte_none()` entries, allocated zeroed on the heap
+/// (`Box::new([0; N])` builds the 4 KiB array on the stack first, which
+/// costs a copy, and a fake stack frame under AddressSanitizer).
+pub(crate) fn zeroed_table() -> Box<[Pte; HPAGE_PMD_NR as usize]> {
+    vec![0; HPAGE_PMD_NR as usize]
+        .into_boxed_slice()
+        .try_into()
+        .expect("HPAGE_PMD_NR entries")
 }
 
 /// The PMD index of a page.

@@ -11,7 +11,7 @@
 
 use crate::errno::Errno;
 use crate::folio::{FileId, FolioId, FolioKind, Memory, ZERO_PAGE};
-use crate::mm::{AnonVma, Mm, Pmd, Vma, pmd_index, pte_index};
+use crate::mm::{AnonVma, Mm, Pmd, Vma, pmd_index, pte_index, zeroed_table};
 use crate::profile::Profile;
 use crate::types::{HPAGE_PMD_NR, HandleId, Pid, ThpMode, Vpn};
 use crate::vmstat::VmStat;
@@ -127,6 +127,43 @@ impl Model {
             next_anon_vma: 0,
             next_vma_seq: 0,
         }
+    }
+
+    /// Back to what [`Model::new`] returns for `profile` and `config`,
+    /// keeping the buffers of the folio and page arrays (a fuzzer runs one
+    /// model per input: reusing them spares the allocator).
+    pub fn reset(&mut self, profile: Profile, config: Config) {
+        // Every field, so that a new one cannot be forgotten here.
+        let Model {
+            profile: p,
+            config: c,
+            mem,
+            mms,
+            files,
+            handles,
+            vmstat,
+            nondet,
+            pages_held,
+            live_handle_count,
+            next_anon_vma,
+            next_vma_seq,
+        } = self;
+        *p = profile;
+        *c = config;
+        mem.reset(
+            profile.pincount_min_order,
+            profile.deferred_split_on_any_unmap,
+        );
+        mms.clear();
+        mms.push(Mm::new());
+        files.clear();
+        handles.clear();
+        *vmstat = VmStat::default();
+        nondet.clear();
+        *pages_held = 0;
+        *live_handle_count = 0;
+        *next_anon_vma = 0;
+        *next_vma_seq = 0;
     }
 
     /// The kernel profile.
@@ -245,7 +282,7 @@ impl Model {
     /// 512 PTEs of the small zero page. Counts `thp_split_pmd`.
     pub(crate) fn split_pmd(&mut self, pid: Pid, pmd: u64) {
         let entry = self.mm(pid).pmds.get(&pmd).cloned();
-        let mut table = Box::new([0u64; HPAGE_PMD_NR as usize]);
+        let mut table = zeroed_table();
         match entry {
             Some(Pmd::Thp(f)) => {
                 let first = self.mem.folio(f).first;

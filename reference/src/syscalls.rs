@@ -9,7 +9,8 @@
 
 use crate::errno::Errno;
 use crate::fault::FaultKind;
-use crate::mm::{AnonVma, Mapped, ThpAdvice, Vma};
+use crate::folio::FolioKind;
+use crate::mm::{AnonVma, Mapped, Pmd, ThpAdvice, Vma, pmd_index, pte_index};
 use crate::model::{Model, ShmemFile};
 use crate::types::{Access, Advice, HPAGE_PMD_NR, MapKind, Pid, Prot, Vpn};
 
@@ -179,7 +180,7 @@ impl Model {
         let mut i = 0;
         while i < npages {
             let vpn = start + i;
-            let Some(vma) = self.vma_at(pid, vpn) else {
+            let Some(mut vma) = self.vma_at(pid, vpn) else {
                 return Err(Segv { at: i });
             };
             let allowed = match access {
@@ -196,13 +197,17 @@ impl Model {
                 .min((vpn | (HPAGE_PMD_NR - 1)) + 1);
             let mut v = vpn;
             while v < chunk_end {
+                v = self.touch_present_ptes(pid, &vma, v, chunk_end, access);
+                if v == chunk_end {
+                    break;
+                }
                 // A PMD leaf that needs no fault covers the rest of the chunk.
                 if self.leaf_needs_no_fault(pid, &vma, v, access) {
                     if access == Access::Write {
                         let first = self.mapped_page(pid, v);
                         for p in first..first + (chunk_end - v) {
                             // The executor stores a non-zero byte.
-                            self.mem.page_mut(p).written = true;
+                            self.mem.set_written(p);
                         }
                     }
                     break;
@@ -212,18 +217,61 @@ impl Model {
                         Access::Read => FaultKind::Read,
                         Access::Write => FaultKind::Write,
                     };
-                    self.handle_mm_fault(pid, v, kind);
+                    self.handle_mm_fault(pid, &vma, v, kind);
+                    if vma.anon_vma.is_none() {
+                        // The fault may have prepared one: keep the copy current.
+                        vma = self.vma_at(pid, v).expect("a fault keeps the VMA");
+                    }
                 }
                 if access == Access::Write {
                     // The executor stores a non-zero byte.
                     let p = self.mapped_page(pid, v);
-                    self.mem.page_mut(p).written = true;
+                    self.mem.set_written(p);
                 }
                 v += 1;
             }
             i += chunk_end - vpn;
         }
         Ok(())
+    }
+
+    /// Touch the pages of `[vpn, end)` (one page table's, one VMA's) whose
+    /// PTEs let the access through without a fault, up to the first that
+    /// does not, in one walk over the table instead of a page-table lookup
+    /// per page; returns that first page (`vpn` without a page table).
+    /// Per page, the same rule as [`Model::access_needs_no_fault`].
+    fn touch_present_ptes(
+        &mut self,
+        pid: Pid,
+        vma: &Vma,
+        vpn: Vpn,
+        end: Vpn,
+        access: Access,
+    ) -> Vpn {
+        let Some(Pmd::Table(table)) = self.mms[pid.0 as usize].pmds.get(&pmd_index(vpn)) else {
+            return vpn;
+        };
+        let first = pte_index(vpn);
+        let ptes = &table[first..first + (end - vpn) as usize];
+        // A load, or a store through a shared mapping, needs only a PTE; a
+        // store through a private one an exclusive anon page.
+        let any_present = access == Access::Read || vma.kind.is_shared();
+        let through = ptes
+            .iter()
+            .take_while(|&&p| {
+                p != 0
+                    && (any_present
+                        || (self.mem.folio(self.mem.folio_of(p)).kind == FolioKind::Anon
+                            && self.mem.page(p).anon_exclusive))
+            })
+            .count();
+        if access == Access::Write {
+            for &p in &ptes[..through] {
+                // The executor stores a non-zero byte.
+                self.mem.set_written(p);
+            }
+        }
+        vpn + through as u64
     }
 
     /// `vpn` is mapped by a PMD leaf through which the access needs no

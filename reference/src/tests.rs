@@ -497,19 +497,12 @@ fn busy_model() -> Model {
 /// A change that breaks one invariant.
 type Corruption = Box<dyn Fn(&mut Model)>;
 
-#[test]
-fn fast_invariant_check_reports_what_the_exact_one_does() {
-    // check_invariants_with answers from a fast pass and falls back to the
-    // exact walk only when something is off: both must agree, on a sound
-    // model and on every kind of corruption, with a scratch reused
-    // across them (a failed pass must not leave it dirty).
-    let mut scratch = InvariantScratch::default();
-    let sound = busy_model();
-    assert_eq!(sound.check_invariants_with(&mut scratch), Ok(()));
+/// Corruptions of [`busy_model`], each breaking one invariant.
+fn corruptions(sound: &Model) -> Vec<(&'static str, Corruption)> {
     let thp = sound.mem.folio_of(sound.mapped_page(P, BASE));
     let pte_mapped = sound.mapped_page(P, BASE + 600);
     let small = sound.mapped_page(P, BASE + 700);
-    let corruptions: Vec<(&str, Corruption)> = vec![
+    vec![
         (
             "refcount",
             Box::new(move |m| m.mem.folio_mut(thp).refcount += 1),
@@ -551,7 +544,46 @@ fn fast_invariant_check_reports_what_the_exact_one_does() {
             "pinned page not exclusive",
             Box::new(move |m| m.mem.page_mut(small).anon_exclusive = false),
         ),
-    ];
+        (
+            "PMD leaf dropped",
+            Box::new(|m| {
+                m.mm_mut(P).pmds.remove(&pmd_index(BASE));
+            }),
+        ),
+        (
+            "page-cache slot dropped",
+            Box::new(|m| m.files[0].cache[1] = crate::model::NO_FOLIO),
+        ),
+        (
+            "handle page dropped",
+            Box::new(|m| {
+                if let Some(h) = m.handles[0].as_mut() {
+                    h.pages.pop();
+                }
+            }),
+        ),
+        (
+            "dead process with a VMA",
+            Box::new(|m| {
+                let c = m.fork(P).expect("fork");
+                m.exit(c).expect("exit");
+                let vma = *m.mm(P).vmas.values().next().expect("a VMA");
+                m.mm_mut(c).vmas.insert(vma.start, vma);
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn fast_invariant_check_reports_what_the_exact_one_does() {
+    // check_invariants_with answers from a fast pass and falls back to the
+    // exact walk only when something is off: both must agree, on a sound
+    // model and on every kind of corruption, with a scratch reused
+    // across them (a failed pass must not leave it dirty).
+    let mut scratch = InvariantScratch::default();
+    let sound = busy_model();
+    assert_eq!(sound.check_invariants_with(&mut scratch), Ok(()));
+    let corruptions = corruptions(&sound);
     for (what, corrupt) in corruptions {
         let mut m = sound.clone();
         corrupt(&mut m);
@@ -560,4 +592,38 @@ fn fast_invariant_check_reports_what_the_exact_one_does() {
         assert_eq!(m.check_invariants_with(&mut scratch), exact, "{what}");
         assert_eq!(sound.check_invariants_with(&mut scratch), Ok(()), "{what}");
     }
+}
+
+#[test]
+fn tracked_invariant_check_reports_what_the_exact_one_does() {
+    // check_invariants_tracked looks only at what changed since its last
+    // check: a corruption made after a clean check must be found, and
+    // reported as the exact walk reports it; a tracker that checked another
+    // model recounts everything.
+    let sound = busy_model();
+    let mut other = InvariantTracker::default();
+    for (what, corrupt) in corruptions(&sound) {
+        let mut m = sound.clone();
+        let mut tracker = InvariantTracker::default();
+        assert_eq!(m.check_invariants_tracked(&mut tracker), Ok(()), "{what}");
+        corrupt(&mut m);
+        let exact = m.check_invariants_exact();
+        assert!(exact.is_err(), "{what}: not a violation");
+        assert_eq!(m.check_invariants_tracked(&mut tracker), exact, "{what}");
+        assert_eq!(m.check_invariants_tracked(&mut other), exact, "{what}");
+        let mut sound = sound.clone();
+        assert_eq!(sound.check_invariants_tracked(&mut other), Ok(()), "{what}");
+    }
+}
+
+#[test]
+fn reset_model_is_a_new_one() {
+    let mut m = busy_model();
+    let config = Config {
+        thp: ThpMode::Madvise,
+        use_zero_page: false,
+    };
+    m.reset(Profile::LINUX_6_1, config);
+    let new = Model::new(Profile::LINUX_6_1, config);
+    assert_eq!(format!("{m:?}"), format!("{new:?}"));
 }

@@ -8,7 +8,7 @@
 //! step freed, and the first broken model invariant.
 
 use reference::{
-    Config, Errno, HandleId as ModelHandle, InvariantScratch, InvariantViolation, Model, Nondet,
+    Config, Errno, HandleId as ModelHandle, InvariantTracker, InvariantViolation, Model, Nondet,
     PageId, PageView, Pid, Profile,
 };
 
@@ -122,8 +122,9 @@ fn unit(r: Result<(), Errno>) -> OpResult {
 pub struct ModelExec {
     model: Model,
     scope: Scope,
-    /// Buffers of the invariant check, reused from step to step.
-    scratch: InvariantScratch,
+    /// What the invariant check counted at the previous step: each check
+    /// looks only at what the step changed.
+    tracker: InvariantTracker,
 }
 
 impl std::fmt::Debug for ModelExec {
@@ -142,8 +143,21 @@ impl ModelExec {
         ModelExec {
             model: Model::new(profile, config),
             scope: Scope::new(),
-            scratch: InvariantScratch::default(),
+            tracker: InvariantTracker::default(),
         }
+    }
+
+    /// Start `program` afresh on a model of `profile`, as
+    /// [`ModelExec::new`] would, reusing this one's buffers (the fuzz
+    /// targets run one program per input).
+    pub fn reset(&mut self, program: &Program, profile: Profile) {
+        let config = Config {
+            thp: program.header.thp,
+            use_zero_page: program.header.use_zero_page,
+        };
+        self.model.reset(profile, config);
+        self.scope = Scope::new();
+        self.tracker.clear();
     }
 
     /// Execute one step; returns what the kernel would return.
@@ -156,12 +170,14 @@ impl ModelExec {
         observe(&self.model, &self.scope, result)
     }
 
-    /// `Model::check_invariants`, with buffers kept from the previous call.
+    /// `Model::check_invariants` after a step, incrementally
+    /// (`Model::check_invariants_tracked`): the same properties and the
+    /// same reported violation.
     ///
     /// # Errors
     /// The first broken invariant.
     pub fn check_invariants(&mut self) -> Result<(), InvariantViolation> {
-        self.model.check_invariants_with(&mut self.scratch)
+        self.model.check_invariants_tracked(&mut self.tracker)
     }
 
     /// The model itself.

@@ -470,22 +470,11 @@ impl Model {
         folios: &mut [Expected],
         page_maps: &mut [i64],
     ) -> Option<i64> {
-        let end = start + HPAGE_PMD_NR;
         let mut counted = 0i64;
         // The VMA parts of this range come in start order; `done` is the
         // table index up to which slots are checked or counted.
         let mut done = 0usize;
-        let first = mm
-            .vmas
-            .range(..=start)
-            .next_back()
-            .map_or(start, |(&s, _)| s);
-        for v in mm.vmas.range(first..end).map(|(_, v)| v) {
-            if v.end <= start {
-                continue;
-            }
-            let lo = (v.start.max(start) - start) as usize;
-            let hi = (v.end.min(end) - start) as usize;
+        for (lo, hi) in mm.vma_slots(start) {
             if lo > done {
                 if !all_none(&table[done..lo]) {
                     return None;

@@ -161,6 +161,27 @@ pub(crate) struct Mm {
 }
 
 impl Mm {
+    /// The slots of the page table at `start` (PMD-aligned) that each VMA
+    /// covers, in address order, as `[lo, hi)` indices into the table.
+    pub(crate) fn vma_slots(&self, start: Vpn) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let end = start + HPAGE_PMD_NR;
+        let first = self
+            .vmas
+            .range(..=start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        self.vmas
+            .range(first..end)
+            .map(|(_, v)| v)
+            .filter(move |v| v.end > start)
+            .map(move |v| {
+                (
+                    (v.start.max(start) - start) as usize,
+                    (v.end.min(end) - start) as usize,
+                )
+            })
+    }
+
     /// A live, empty address space.
     pub fn new() -> Mm {
         Mm {

@@ -597,19 +597,8 @@ fn table_covered(mm: &Mm, pmd: u64, used: &[u64; TABLE_WORDS]) -> Result<(), Fai
 
 /// The slots of the page table at `start` that some VMA covers, as a bitmap.
 fn covered_slots(mm: &Mm, start: Vpn) -> [u64; TABLE_WORDS] {
-    let end = start + HPAGE_PMD_NR;
     let mut bits = [0u64; TABLE_WORDS];
-    let first = mm
-        .vmas
-        .range(..=start)
-        .next_back()
-        .map_or(start, |(&s, _)| s);
-    for v in mm.vmas.range(first..end).map(|(_, v)| v) {
-        if v.end <= start {
-            continue;
-        }
-        let lo = (v.start.max(start) - start) as usize;
-        let hi = (v.end.min(end) - start) as usize;
+    for (lo, hi) in mm.vma_slots(start) {
         for (w, word) in bits.iter_mut().enumerate() {
             // The part of [lo, hi) in bits [64w, 64w + 64) of the table.
             let (a, b) = (lo.clamp(64 * w, 64 * w + 64), hi.clamp(64 * w, 64 * w + 64));

@@ -294,10 +294,13 @@ impl Agent {
 ///
 /// Decoding and re-encoding each observation here was a large part of a
 /// step's cost on a TCG guest, and so is each write to the virtio port
-/// (some 200–600 µs, whatever its size: `pinfuzz bench`). The runner runs
-/// at a higher priority than the agent (`exec::runner`), so it usually runs
-/// several steps ahead, and the steps waiting in its pipe go out in one
-/// write when the executor has read them all ([`StepSink::flush`]).
+/// (some 200–600 µs, whatever its size: `pinfuzz bench`). The steps that
+/// are waiting in the runner's pipe when the agent gets to read go out in
+/// one write, once the executor has read them all ([`StepSink::flush`]).
+/// Running the runner at nice −10 made such batches larger (`pinfuzz
+/// bench` 0.59 instead of 0.56) but let khugepaged collapse programs' ranges
+/// now and then (`thp_collapse_alloc` in 1–3 of the 122 corpus programs per
+/// run, 0 without), so the runner keeps the agent's priority.
 struct StepBatcher<'a> {
     chan: &'a mut Channel<Port>,
     frames: Vec<u8>,

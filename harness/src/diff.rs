@@ -208,6 +208,7 @@ mod tests {
             thp_collapse_alloc: 1,
             ..Disturbance::default()
         };
+        assert_eq!(moved.describe(), "thp_collapse_alloc +1");
         let (outcome, _) = outcome_of(diverged(), &finished(moved.clone()), &[]);
         assert_eq!(outcome, Outcome::Disturbed(moved));
         assert!(!outcome.is_finding());

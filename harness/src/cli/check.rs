@@ -91,8 +91,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 ok += 1;
             }
             Outcome::Poisoned { .. } | Outcome::Disturbed(_) => {
+                let moved = match &run.outcome {
+                    Outcome::Disturbed(d) => format!(" ({})", d.describe()),
+                    _ => String::new(),
+                };
                 println!(
-                    "poisoned {}: {}",
+                    "poisoned {}: {}{moved}",
                     file.display(),
                     run.outcome.title().unwrap_or_default()
                 );

@@ -177,6 +177,23 @@ impl Disturbance {
     pub fn is_quiet(&self) -> bool {
         *self == Disturbance::default()
     }
+
+    /// The counters that moved, e.g. `thp_collapse_alloc +1`.
+    pub fn describe(&self) -> String {
+        let moved: Vec<String> = [
+            ("pgmigrate_success", self.pgmigrate_success),
+            ("thp_migration_success", self.thp_migration_success),
+            ("thp_collapse_alloc", self.thp_collapse_alloc),
+            ("compact_stall", self.compact_stall),
+            ("pswpout", self.pswpout),
+            ("thp_underused_split_page", self.thp_underused_split_page),
+        ]
+        .iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(name, n)| format!("{name} +{n}"))
+        .collect();
+        moved.join(", ")
+    }
 }
 
 /// Where a run's time went, in nanoseconds.

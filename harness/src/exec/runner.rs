@@ -295,7 +295,6 @@ impl<'a> Runner<'a> {
         if cfg.pin_cpu {
             pin_to_this_cpu()?;
         }
-        run_ahead_of_the_caller();
         let dev = PinfuzzDev::open(&cfg.device)?;
         let status = dev.status()?;
         if status.abi_version != PINFUZZ_ABI_VERSION {
@@ -704,23 +703,6 @@ fn api_code(api: GupApi) -> u32 {
 /// Keep this process (and its children, which inherit the mask) on the
 /// CPU it runs on now, so every page it faults is batched on the CPU whose
 /// batches the drain empties.
-/// Raise the runner (and the children it forks) to nice −10, best effort
-/// (it needs root, which the guest has).
-///
-/// The runner and the caller reading its frames share a CPU (the guest has
-/// one vCPU). At equal priority the caller is woken and scheduled for
-/// every frame, and the guest agent then writes every step to the virtio
-/// port on its own, at 200–600 µs a write on a TCG guest. With the runner
-/// weighted ten times the caller, the scheduler rarely preempts it for the
-/// woken caller (EEVDF gives the lighter task the later virtual deadline),
-/// so the caller finds several frames at once and the agent sends them in
-/// one write (`exec::StepSink::flush`). The caller still gets a share of
-/// the CPU while the runner runs, so it enforces the timeout as before.
-fn run_ahead_of_the_caller() {
-    // SAFETY: setpriority with integer arguments only.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -10) };
-}
-
 fn pin_to_this_cpu() -> anyhow::Result<()> {
     // SAFETY: sched_getcpu has no preconditions.
     let cpu = unsafe { libc::sched_getcpu() };

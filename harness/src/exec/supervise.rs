@@ -148,9 +148,9 @@ pub fn supervise(
                     break 'stream;
                 }
             }
-            // A runner that writes as fast as it is read (it runs at a
-            // higher priority than the caller: `runner::run_ahead_of_the_caller`)
-            // must not keep the caller from its deadline.
+            // A runner that writes as fast as it is read must not keep the
+            // caller from its deadline (seen with the runner at a higher
+            // priority than the caller).
             if Instant::now() >= deadline {
                 timed_out = true;
                 break 'stream;

@@ -298,9 +298,9 @@ impl Agent {
 /// are waiting in the runner's pipe when the agent gets to read go out in
 /// one write, once the executor has read them all ([`StepSink::flush`]).
 /// Running the runner at nice −10 made such batches larger (`pinfuzz
-/// bench` 0.59 instead of 0.56) but let khugepaged collapse programs' ranges
-/// now and then (`thp_collapse_alloc` in 1–3 of the 122 corpus programs per
-/// run, 0 without), so the runner keeps the agent's priority.
+/// bench` 0.59 instead of 0.56), but khugepaged collapsed programs' ranges
+/// more often with it (docs/executor.md, "Step frames"), so the runner
+/// keeps the agent's priority.
 struct StepBatcher<'a> {
     chan: &'a mut Channel<Port>,
     frames: Vec<u8>,

@@ -308,7 +308,7 @@ struct StepBatcher<'a> {
 
 impl StepSink for StepBatcher<'_> {
     fn step(&mut self, obs: &[u8]) -> Result<()> {
-        Channel::<Port>::push_step_frame(obs, &mut self.frames)
+        crate::channel::push_step_frame(obs, &mut self.frames)
             .context("frame a step observation")?;
         Ok(())
     }

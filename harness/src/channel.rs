@@ -48,6 +48,21 @@ impl ChannelError {
     }
 }
 
+/// Append the frame of a [`Response::Step`] whose `StepDelta` is
+/// already postcard-encoded (by the executor's runner) to `out`: the
+/// bytes [`Channel::send`] would write, without decoding and
+/// re-encoding the observation. [`Channel::send_frames`] sends them.
+pub fn push_step_frame(obs: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
+    if obs.len() >= MAX_PAYLOAD as usize {
+        return Err(ChannelError::Encode(format!(
+            "step observation of {} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes",
+            obs.len()
+        )));
+    }
+    frame::push_frame_parts(out, &[&[Response::STEP_TAG], obs]);
+    Ok(())
+}
+
 /// One end of the channel over a byte stream `S`.
 #[derive(Debug)]
 pub struct Channel<S> {
@@ -88,22 +103,7 @@ impl<S: Read + Write> Channel<S> {
         Ok(())
     }
 
-    /// Append the frame of a [`Response::Step`] whose `StepDelta` is
-    /// already postcard-encoded (by the executor's runner) to `out`: the
-    /// bytes [`Channel::send`] would write, without decoding and
-    /// re-encoding the observation. [`Channel::send_frames`] sends them.
-    pub fn push_step_frame(obs: &[u8], out: &mut Vec<u8>) -> Result<(), ChannelError> {
-        if obs.len() >= MAX_PAYLOAD as usize {
-            return Err(ChannelError::Encode(format!(
-                "step observation of {} bytes exceeds the frame limit of {MAX_PAYLOAD} bytes",
-                obs.len()
-            )));
-        }
-        frame::push_frame_parts(out, &[&[Response::STEP_TAG], obs]);
-        Ok(())
-    }
-
-    /// Send whole frames built by [`Channel::push_step_frame`], in one write.
+    /// Send whole frames built by [`push_step_frame`], in one write.
     pub fn send_frames(&mut self, frames: &[u8]) -> Result<(), ChannelError> {
         self.stream.write_all(frames).map_err(FrameError::Io)?;
         self.stream.flush().map_err(FrameError::Io)?;
@@ -165,8 +165,8 @@ mod tests {
         delta.diff(None, &obs);
         let bytes = postcard::to_allocvec(&delta).expect("encode");
         let mut frames = Vec::new();
-        Channel::<UnixStream>::push_step_frame(&bytes, &mut frames).expect("frame");
-        Channel::<UnixStream>::push_step_frame(&bytes, &mut frames).expect("frame");
+        push_step_frame(&bytes, &mut frames).expect("frame");
+        push_step_frame(&bytes, &mut frames).expect("frame");
         guest.send_frames(&frames).expect("send");
         for _ in 0..2 {
             assert_eq!(

@@ -122,17 +122,8 @@ fn checksum(header: &[u8], payload: &[u8]) -> u32 {
 /// buffer, so a frame is never interleaved with another writer's bytes at
 /// the syscall level).
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), FrameError> {
-    write_frame_parts(w, &[payload])
-}
-
-/// [`write_frame`] of the payload `parts` joined (a message tag and bytes
-/// encoded elsewhere), without joining them first.
-///
-/// # Panics
-/// As [`encode_header`].
-pub fn write_frame_parts(w: &mut impl Write, parts: &[&[u8]]) -> Result<(), FrameError> {
     let mut buf = Vec::new();
-    push_frame_parts(&mut buf, parts);
+    push_frame_parts(&mut buf, &[payload]);
     w.write_all(&buf)?;
     w.flush()?;
     Ok(())

@@ -240,8 +240,8 @@ impl Memory {
         });
         self.live_pos.push(u32::MAX);
         self.is_changed.push(false);
+        // Also records the change.
         self.mark_live(id);
-        self.mark_changed(id);
         id
     }
 
@@ -309,6 +309,12 @@ impl Memory {
     /// THP would otherwise make the next check walk all 512.
     pub fn set_written(&mut self, p: u64) {
         self.pages[p as usize].written = true;
+    }
+
+    /// `PageAnonExclusive(page)` of a page of an anon folio (false for
+    /// any other page: the bit means nothing there).
+    pub fn is_exclusive_anon(&self, p: u64) -> bool {
+        self.folio(self.folio_of(p)).is_anon() && self.page(p).anon_exclusive
     }
 
     /// `page_folio()`.

@@ -296,14 +296,9 @@ impl Model {
     /// `PageAnonExclusive()` of the page mapped at `vpn`, as the fault and
     /// GUP paths check it: the head page's bit for a PMD leaf.
     pub(crate) fn gup_exclusive(&self, pid: Pid, vpn: Vpn, page: u64) -> bool {
-        let f = self.mem.folio_of(page);
-        let folio = self.mem.folio(f);
-        if folio.kind != FolioKind::Anon {
-            return false;
-        }
         match self.mm(pid).lookup(vpn) {
-            Mapped::PmdThp(..) => self.mem.page(folio.first).anon_exclusive,
-            _ => self.mem.page(page).anon_exclusive,
+            Mapped::PmdThp(f, _) => self.mem.is_exclusive_anon(self.mem.folio(f).first),
+            _ => self.mem.is_exclusive_anon(page),
         }
     }
 

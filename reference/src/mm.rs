@@ -165,21 +165,12 @@ impl Mm {
     /// covers, in address order, as `[lo, hi)` indices into the table.
     pub(crate) fn vma_slots(&self, start: Vpn) -> impl Iterator<Item = (usize, usize)> + '_ {
         let end = start + HPAGE_PMD_NR;
-        let first = self
-            .vmas
-            .range(..=start)
-            .next_back()
-            .map_or(start, |(&s, _)| s);
-        self.vmas
-            .range(first..end)
-            .map(|(_, v)| v)
-            .filter(move |v| v.end > start)
-            .map(move |v| {
-                (
-                    (v.start.max(start) - start) as usize,
-                    (v.end.min(end) - start) as usize,
-                )
-            })
+        self.overlapping(start, end).map(move |v| {
+            (
+                (v.start.max(start) - start) as usize,
+                (v.end.min(end) - start) as usize,
+            )
+        })
     }
 
     /// A live, empty address space.
@@ -199,19 +190,23 @@ impl Mm {
             .filter(|v| vpn < v.end)
     }
 
-    /// The VMAs overlapping `[start, end)`, in order, as copies.
-    pub fn vmas_in(&self, start: Vpn, end: Vpn) -> Vec<Vma> {
+    /// The VMAs overlapping `[start, end)`, in order.
+    fn overlapping(&self, start: Vpn, end: Vpn) -> impl Iterator<Item = &Vma> {
+        // The one VMA that may start below `start` and still overlap it.
         let first = self
             .vmas
             .range(..=start)
             .next_back()
-            .map(|(&s, _)| s)
-            .unwrap_or(start);
+            .map_or(start, |(&s, _)| s);
         self.vmas
             .range(first..end)
-            .map(|(_, v)| *v)
-            .filter(|v| v.end > start && v.start < end)
-            .collect()
+            .map(|(_, v)| v)
+            .filter(move |v| v.end > start)
+    }
+
+    /// The VMAs overlapping `[start, end)`, in order, as copies.
+    pub fn vmas_in(&self, start: Vpn, end: Vpn) -> Vec<Vma> {
+        self.overlapping(start, end).copied().collect()
     }
 
     /// What maps `vpn`.

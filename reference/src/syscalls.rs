@@ -9,7 +9,6 @@
 
 use crate::errno::Errno;
 use crate::fault::FaultKind;
-use crate::folio::FolioKind;
 use crate::mm::{AnonVma, Mapped, Pmd, ThpAdvice, Vma, pmd_index, pte_index};
 use crate::model::{Model, ShmemFile};
 use crate::types::{Access, Advice, HPAGE_PMD_NR, MapKind, Pid, Prot, Vpn};
@@ -258,12 +257,7 @@ impl Model {
         let any_present = access == Access::Read || vma.kind.is_shared();
         let through = ptes
             .iter()
-            .take_while(|&&p| {
-                p != 0
-                    && (any_present
-                        || (self.mem.folio(self.mem.folio_of(p)).kind == FolioKind::Anon
-                            && self.mem.page(p).anon_exclusive))
-            })
+            .take_while(|&&p| p != 0 && (any_present || self.mem.is_exclusive_anon(p)))
             .count();
         if access == Access::Write {
             for &p in &ptes[..through] {
